@@ -1,0 +1,177 @@
+"""The tool registry: catalogue entries (data) -> built, validated callables (lazily)."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import UnknownNameError
+from ..tasks import TASKS
+
+KINDS = ("classical", "learned", "hub")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One catalogue entry: everything needed to describe and build a tool.
+
+    Exactly one of ``function`` (``"module:fn"``, called as ``fn(image, **params)``) or
+    ``builder`` (``"module:fn"``, called as ``fn(**params)`` and returning ``image -> image``;
+    used by learned tools that load weights once) is set.
+    """
+
+    name: str
+    task: str
+    kind: str
+    description: str
+    function: str | None = None
+    builder: str | None = None
+    params: dict = field(default_factory=dict)
+    cost_s: float | None = None  # typical seconds on a 512x512 image on a 2-core CPU (docs/benchmarks.md)
+    device: str = "cpu"
+    requires: tuple[str, ...] = ()  # importable modules the tool needs
+    weights: str | None = None  # weight file relative to the package (learned tools)
+
+    @property
+    def missing(self) -> list[str]:
+        """Why the tool cannot be built here (empty when it can)."""
+        why = [f"python module {m!r}" for m in self.requires if importlib.util.find_spec(m) is None]
+        if self.weights and not _weights_path(self.weights).exists():
+            why.append(f"weight file {self.weights}")
+        return why
+
+    @property
+    def available(self) -> bool:
+        return not self.missing
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "kind": self.kind,
+            "description": self.description,
+            "cost_s": self.cost_s,
+            "device": self.device,
+            "available": self.available,
+            "missing": self.missing,
+        }
+
+
+def _weights_path(rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else Path(str(resources.files("restoreagent"))) / rel
+
+
+def _import(ref: str) -> Callable:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class Tool:
+    """A built tool: validates the image contract on the way in and out."""
+
+    def __init__(self, spec: ToolSpec, fn: Callable[[np.ndarray], np.ndarray]):
+        self.spec = spec
+        self._fn = fn
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"tool {self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        out = self._fn(np.ascontiguousarray(image, dtype=np.float32))
+        out = np.asarray(out, dtype=np.float32)
+        if out.shape != image.shape:
+            raise RuntimeError(f"tool {self.name} returned shape {out.shape} for input {image.shape}")
+        return np.clip(out, 0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r}, task={self.task!r}, kind={self.spec.kind!r})"
+
+
+_EXTRA_SPECS: dict[str, ToolSpec] = {}
+
+
+@functools.cache
+def _catalog_specs() -> tuple[ToolSpec, ...]:
+    specs = []
+    for entry in resources.files("restoreagent.catalog").iterdir():
+        if entry.name.startswith("tools") and entry.name.endswith(".yaml"):
+            for raw in yaml.safe_load(entry.read_text()) or []:
+                raw = dict(raw)
+                raw["requires"] = tuple(raw.get("requires", ()))
+                specs.append(ToolSpec(**raw))
+    for s in specs:
+        _validate(s)
+    return tuple(sorted(specs, key=lambda s: (TASKS.index(s.task), s.name)))
+
+
+def _validate(spec: ToolSpec) -> None:
+    if spec.task not in TASKS:
+        raise ValueError(f"tool {spec.name}: unknown task {spec.task!r}; tasks: {', '.join(TASKS)}")
+    if spec.kind not in KINDS:
+        raise ValueError(f"tool {spec.name}: kind must be one of {KINDS}")
+    if (spec.function is None) == (spec.builder is None):
+        raise ValueError(f"tool {spec.name}: set exactly one of 'function' or 'builder'")
+
+
+def register(spec: ToolSpec) -> None:
+    """Add a tool at run time (hub models found in the cache, user plug-ins)."""
+    _validate(spec)
+    _EXTRA_SPECS[spec.name] = spec
+    get_tool.cache_clear()
+
+
+def list_specs(task: str | None = None) -> list[ToolSpec]:
+    """Every catalogued tool (available or not), optionally for one task."""
+    specs = list(_catalog_specs()) + [s for s in _EXTRA_SPECS.values()]
+    return [s for s in specs if task is None or s.task == task]
+
+
+def available_tools(task: str | None = None) -> list[ToolSpec]:
+    return [s for s in list_specs(task) if s.available]
+
+
+def tools_for_task(task: str) -> list[str]:
+    """Names of the available tools for a task (the candidates the search and planners use)."""
+    if task not in TASKS:
+        raise UnknownNameError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    return [s.name for s in available_tools(task)]
+
+
+def spec(name: str) -> ToolSpec:
+    for s in list_specs():
+        if s.name == name:
+            return s
+    known = ", ".join(s.name for s in list_specs())
+    raise UnknownNameError(f"unknown tool {name!r}; tools: {known}")
+
+
+@functools.cache
+def get_tool(name: str) -> Tool:
+    """Build (once) and return the tool called ``name``."""
+    s = spec(name)
+    if s.missing:
+        raise UnknownNameError(f"tool {name!r} is not available here: missing {', '.join(s.missing)}")
+    if s.function:
+        fn = functools.partial(_import(s.function), **s.params)
+    else:
+        params = dict(s.params)
+        if s.weights:
+            params["weights"] = str(_weights_path(s.weights))
+        fn = _import(s.builder)(**params)
+    return Tool(s, fn)
