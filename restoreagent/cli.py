@@ -1,0 +1,188 @@
+"""The ``restoreagent`` command.
+
+Every user-facing failure is a RestoreAgentError: printed as one line naming the file and the
+problem, exit status 2, no traceback, and no output file written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import RestoreAgentError
+
+
+def _add_degrade(sub):
+    p = sub.add_parser("degrade", help="apply synthetic degradations to a clean image (writes OUT and OUT.json)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--chain", help='e.g. "noise:sigma=25,jpeg:quality=20" (missing parameters are sampled)')
+    g.add_argument("--random", type=int, metavar="K", help="K random distinct degradations (1-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_degrade)
+
+
+def cmd_degrade(args) -> int:
+    from .degradations import degrade
+    from .imageio import atomic_write_text, check_output_path, load_image, save_image
+
+    out = check_output_path(args.output, args.input)
+    if args.random is not None and not 1 <= args.random <= 4:
+        raise RestoreAgentError(f"--random must be between 1 and 4, got {args.random}")
+    image = load_image(args.input)
+    degraded, record = degrade(image, chain=args.chain, k=args.random, seed=args.seed)
+    record = {"input": str(args.input), **record}
+    save_image(degraded, out)
+    atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
+    print(f"{out}: " + ", ".join(f"{c['name']}({', '.join(f'{k}={v}' for k, v in c['params'].items())})" for c in record["chain"]))
+    return 0
+
+
+def _add_tools(sub):
+    p = sub.add_parser("tools", help="list the restoration tools")
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.add_argument("--task", help="only the tools of this task")
+    p.set_defaults(func=cmd_tools)
+
+
+def cmd_tools(args) -> int:
+    from .tasks import TASKS
+    from .tools.registry import list_specs
+
+    if args.task and args.task not in TASKS:
+        raise RestoreAgentError(f"unknown task {args.task!r}; tasks: {', '.join(TASKS)}")
+    specs = list_specs(args.task)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(specs)} tools")
+    for col in ("task", "name", "kind", "cost (s, 512px)", "available", "description"):
+        table.add_column(col)
+    for s in specs:
+        avail = "yes" if s.available else f"no: {', '.join(s.missing)}"
+        cost = f"{s.cost_s:.3f}" if s.cost_s is not None else "?"
+        table.add_row(s.task, s.name, s.kind, cost, avail, s.description)
+    Console().print(table)
+    return 0
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="restore an image with a given plan (--plan) or a planned one (--auto)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--plan", help='e.g. "denoise:nlm_low, dejpeg:deblock_mild" (see `restoreagent tools`)')
+    g.add_argument("--auto", action="store_true", help="let the planner look at the image and decide")
+    p.add_argument("--stepwise", action="store_true", help="with --auto: re-plan after every step, roll back harmful steps")
+    p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from .executor import execute
+    from .imageio import check_output_path, load_image, save_image
+    from .plan import parse_plan
+
+    out = check_output_path(args.output, args.input)
+    image = load_image(args.input)
+    if args.auto:
+        from .agent import restore_auto
+
+        restored, report = restore_auto(image, stepwise=args.stepwise, save_steps=args.save_steps, verbose=not args.json)
+    else:
+        if args.stepwise:
+            raise RestoreAgentError("--stepwise needs --auto")
+        plan = parse_plan(args.plan)
+
+        def show(rep):
+            if not args.json:
+                print(f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms", flush=True)
+
+        restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
+        report = report.to_json()
+    save_image(restored, out)
+    report = {"input": str(args.input), "output": str(out), **report}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"wrote {out} ({report['seconds']:.2f} s)")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
+    p.add_argument("--images", required=True, help="folder of clean images")
+    p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planners", default="random,fixed,oracle")
+    p.add_argument("--combos", metavar="FILE", help="one combination per line, e.g. 'noise + jpeg'")
+    p.add_argument("--crop", type=int, default=128, metavar="PX", help="centre crop size (0: whole image)")
+    p.add_argument("--metrics", default="auto", help="comma list of psnr,ssim,lpips,dists (auto: those available)")
+    p.add_argument("--out", required=True, help="output folder (results.json, results.md, cached searches)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .bench import BenchConfig, run_bench
+    from .planners import planner_names
+
+    planners = tuple(p.strip() for p in args.planners.split(",") if p.strip())
+    for p in planners:
+        if p not in planner_names():
+            raise RestoreAgentError(f"unknown planner {p!r}; planners: {', '.join(planner_names())}")
+    if args.samples < 1:
+        raise RestoreAgentError("--samples must be at least 1")
+    cfg = BenchConfig(
+        images=args.images,
+        out=args.out,
+        samples=args.samples,
+        seed=args.seed,
+        planners=planners,
+        combos_file=args.combos,
+        crop=args.crop or None,
+        metrics=None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(",")),
+    )
+    result = run_bench(cfg)
+    from .bench import results_markdown
+
+    print(results_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'} and results.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="restoreagent", description="Plan, run and learn image-restoration pipelines.")
+    parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_degrade, _add_tools, _add_run, _add_bench):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RestoreAgentError as e:
+        print(f"restoreagent: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("restoreagent: error: out of memory (try a smaller image or RESTOREAGENT_MAX_PIXELS)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("restoreagent: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

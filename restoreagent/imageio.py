@@ -1,0 +1,140 @@
+"""Files in, files out: the only place images are decoded and encoded.
+
+Inside the system an image is float32 RGB in [0, 1], shape (H, W, 3). Loading handles the
+awkward real-world cases (grayscale, alpha, 16-bit, EXIF rotation) and turns every other
+problem into an ImageError naming the file. Saving is atomic and never touches the input.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+# 64 megapixels: a float32 RGB copy is 768 MB and tools make several; beyond that we refuse
+# rather than let the machine swap. Override with RESTOREAGENT_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 64_000_000
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("RESTOREAGENT_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def load_image(path, limit: int | None = None) -> np.ndarray:
+    """Decode an image file to float32 RGB in [0, 1], shape (H, W, 3)."""
+    path = Path(path)
+    limit = max_pixels() if limit is None else limit
+    if not path.exists():
+        raise ImageError(path, "file not found")
+    if path.is_dir():
+        raise ImageError(path, "is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(path, "file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size  # read from the header, before any pixel is decoded
+                if w == 0 or h == 0:
+                    raise ImageError(path, f"image has zero size ({w}x{h})")
+                if w * h > limit:
+                    raise ImageError(
+                        path,
+                        f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, above the limit of "
+                        f"{limit / 1e6:.0f} (set RESTOREAGENT_MAX_PIXELS to raise it)",
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im)  # photos carry their rotation in EXIF
+                return _to_float_rgb(im)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(path, "not a readable image (unknown format or not an image file)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        # Pillow reports truncated or corrupt data as OSError / SyntaxError.
+        raise ImageError(path, f"image data is truncated or corrupt ({e})") from None
+
+
+def _to_float_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit int) grayscale
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / peak, 0, 1).astype(np.float32)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        arr = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite on white: transparent regions of photos/logos are meant to be seen on a page.
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_output_path(out, *inputs) -> Path:
+    """Refuse an output that would overwrite an input or has an unknown extension."""
+    out = Path(out)
+    if out.suffix.lower() not in SAVE_FORMATS:
+        raise ImageError(out, f"unknown output extension {out.suffix!r}; use one of {', '.join(sorted(SAVE_FORMATS))}")
+    for inp in inputs:
+        if inp is None:
+            continue
+        inp = Path(inp)
+        if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
+            raise ImageError(out, "output path is the input file; refusing to overwrite the input")
+    return out
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_image(image: np.ndarray, path, quality: int = 95) -> Path:
+    """Encode float RGB [0, 1] to ``path`` atomically (format from the extension)."""
+    import io
+
+    path = check_output_path(path)
+    fmt = SAVE_FORMATS[path.suffix.lower()]
+    buf = io.BytesIO()
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(to_uint8(image), "RGB").save(buf, format=fmt, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Centre crop to size x size (or the whole image when it is smaller / size is None)."""
+    if not size:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw].copy()

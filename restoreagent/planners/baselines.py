@@ -1,0 +1,78 @@
+"""Baseline planners: told the true degradations, they differ in how they choose order and tools."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import numpy as np
+import yaml
+
+from ..dialogue import Answer
+from ..errors import RestoreAgentError
+from ..plan import Plan
+from ..tasks import TASK_FOR_DEGRADATION
+from ..tools.registry import tools_for_task
+from .base import PlanRequest
+
+
+def _true_tasks(request: PlanRequest) -> list[str]:
+    if request.degradations is None:
+        raise RestoreAgentError("baseline planners need the true degradations (PlanRequest.degradations)")
+    return [TASK_FOR_DEGRADATION[d] for d in request.degradations]
+
+
+class RandomPlanner:
+    """Random order and random tool per task, for the true degradation set."""
+
+    name = "random"
+
+    def plan(self, request: PlanRequest) -> Answer:
+        rng = np.random.default_rng([request.seed, 7919])
+        tasks = _true_tasks(request)
+        order = [tasks[i] for i in rng.permutation(len(tasks))]
+        steps = []
+        for t in order:
+            tools = tools_for_task(t)
+            steps.append((t, tools[int(rng.integers(len(tools)))]))
+        return Answer(tuple(request.degradations), Plan.of(steps))
+
+
+@functools.cache
+def _recipe() -> dict:
+    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("fixed_recipe.yaml").read_text())
+
+
+def fixed_recipe(tasks) -> list[tuple[str, str]]:
+    """The fixed expert recipe's (task, tool) steps for these tasks, in the recipe's order.
+
+    The tool is the first preferred name that is installed, else the first installed tool.
+    """
+    raw = _recipe()
+    steps = []
+    for task in raw["order"]:
+        if task in tasks:
+            installed = tools_for_task(task)
+            preferred = [t for t in raw["tools"].get(task) or [] if t in installed]
+            steps.append((task, (preferred or installed)[0]))
+    return steps
+
+
+class FixedPlanner:
+    """One documented expert recipe (catalog/fixed_recipe.yaml) for every image."""
+
+    name = "fixed"
+
+    def plan(self, request: PlanRequest) -> Answer:
+        return Answer(tuple(request.degradations), Plan.of(fixed_recipe(set(_true_tasks(request)))))
+
+
+class OraclePlanner:
+    """The best pipeline of the exhaustive search (an upper bound, ranking 0%)."""
+
+    name = "oracle"
+
+    def plan(self, request: PlanRequest) -> Answer:
+        if request.search is None:
+            raise RestoreAgentError("the oracle planner needs the exhaustive-search result (PlanRequest.search)")
+        return Answer(tuple(request.degradations or ()), request.search.best.plan)
