@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .plan import Plan, Step, parse_plan
 from .errors import PlanError
+from .plan import Plan, Step, parse_plan
 from .tasks import DEGRADATIONS, physical_order
 
 QUESTION = "How to enhance the quality of this image?"

@@ -51,15 +51,49 @@ def load_image(path, limit: int | None = None) -> np.ndarray:
                         f"{limit / 1e6:.0f} (set RESTOREAGENT_MAX_PIXELS to raise it)",
                     )
                 im.load()
+                if im.format in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA"):
+                    deep = _read_16bit_color(path)  # Pillow keeps only 8 of 16 bits per colour channel
+                    if deep is not None:
+                        return deep
                 im = ImageOps.exif_transpose(im)  # photos carry their rotation in EXIF
                 return _to_float_rgb(im)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(path, f"image is above the limit of what can be decoded safely ({e})") from None
+    except UnidentifiedImageError:
+        size = _png_header_size(path)
+        if size is not None and 0 in size:
+            raise ImageError(path, f"image has zero size ({size[0]}x{size[1]})") from None
         raise ImageError(path, "not a readable image (unknown format or not an image file)") from None
     except (OSError, SyntaxError, ValueError) as e:
         # Pillow reports truncated or corrupt data as OSError / SyntaxError.
         raise ImageError(path, f"image data is truncated or corrupt ({e})") from None
+
+
+def _png_header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG header (Pillow refuses to open a zero-sized PNG at all)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
+def _read_16bit_color(path: Path) -> np.ndarray | None:
+    """Full-precision decode of a 16-bit colour PNG/TIFF (None when the file is 8-bit)."""
+    import cv2
+
+    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        return None
+    rgb = arr[:, :, 2::-1].astype(np.float32) / 65535.0
+    if arr.shape[2] == 4:  # composite on white, as for 8-bit RGBA
+        alpha = arr[:, :, 3:4].astype(np.float32) / 65535.0
+        rgb = rgb * alpha + (1.0 - alpha)
+    return np.ascontiguousarray(rgb)
 
 
 def _to_float_rgb(im: Image.Image) -> np.ndarray:

@@ -1,6 +1,5 @@
 """Plans, scoring arithmetic, the prefix-tree search and the baseline planners."""
 
-import itertools
 import math
 
 import numpy as np
@@ -167,8 +166,7 @@ def test_search_json_round_trip(astronaut_small):
 
 
 def test_baseline_planners(astronaut_small, monkeypatch):
-    from restoreagent.planners import PlanRequest, get_planner
-    from restoreagent.planners import baselines
+    from restoreagent.planners import PlanRequest, baselines, get_planner
 
     toolset = {t: TOY[t] for t in ["denoise", "dejpeg", "dehaze"]}
     monkeypatch.setattr(baselines, "tools_for_task", lambda t: toolset[t])

@@ -1,0 +1,112 @@
+"""Real-world input files: awkward formats are handled, broken ones give a one-line error."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from restoreagent.errors import ImageError
+from restoreagent.imageio import check_output_path, load_image, save_image
+
+
+def _png_with_header_size(path, width, height):
+    """A tiny valid PNG whose IHDR claims another size (zero or huge)."""
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # 'IHDR' + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_rgb_png_round_trip(tmp_path, astronaut_small):
+    p = save_image(astronaut_small, tmp_path / "a.png")
+    back = load_image(p)
+    assert back.dtype == np.float32 and back.shape == astronaut_small.shape
+    assert np.abs(back - astronaut_small).max() <= 0.5 / 255 + 1e-6
+
+
+def test_grayscale_becomes_rgb(tmp_path):
+    Image.fromarray(np.full((5, 7), 128, np.uint8), "L").save(tmp_path / "g.png")
+    img = load_image(tmp_path / "g.png")
+    assert img.shape == (5, 7, 3) and np.allclose(img, 128 / 255)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    img = load_image(tmp_path / "a.png")
+    assert np.allclose(img[0, 0], [1, 0, 0]) and np.allclose(img[3, 3], [1, 1, 1])
+
+
+def test_16bit_png_keeps_precision(tmp_path):
+    import cv2
+
+    gray = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    cv2.imwrite(str(tmp_path / "g16.png"), gray)
+    img = load_image(tmp_path / "g16.png")
+    assert np.allclose(img[..., 0], gray / 65535.0, atol=1e-6)
+    rgb = np.stack([gray, gray[::-1], np.full_like(gray, 1000)], axis=2)
+    cv2.imwrite(str(tmp_path / "c16.png"), rgb[:, :, ::-1])  # OpenCV writes BGR
+    img = load_image(tmp_path / "c16.png")
+    assert np.allclose(img, rgb / 65535.0, atol=1e-6)
+
+
+def test_exif_rotation_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, :10] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(arr).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    img = load_image(tmp_path / "r.jpg")
+    assert img.shape == (20, 10, 3)  # displayed upright: portrait
+    assert img[2, 5].mean() > 0.8 and img[18, 5].mean() < 0.2  # the white half is now on top
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: p, "file not found"),
+        (lambda p: (p.write_bytes(b""), p)[1], "file is empty"),
+        (lambda p: (p.write_text("hello, not an image"), p)[1], "not a readable image"),
+        (lambda p: _png_with_header_size(p, 0, 5), "zero size"),
+        (lambda p: _png_with_header_size(p, 200_000, 200_000), "above the limit"),
+    ],
+    ids=["missing", "empty", "text", "zero-size", "huge"],
+)
+def test_bad_files_raise_image_error(tmp_path, make, problem):
+    path = make(tmp_path / "bad.png")
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert problem in str(e.value) and str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_files(tmp_path, astronaut_small):
+    for ext in ("png", "jpg"):
+        full = save_image(astronaut_small, tmp_path / f"full.{ext}")
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+        with pytest.raises(ImageError, match="truncated or corrupt"):
+            load_image(cut)
+
+
+def test_output_may_not_be_the_input(tmp_path, astronaut_png):
+    with pytest.raises(ImageError, match="refusing to overwrite the input"):
+        check_output_path(astronaut_png, astronaut_png)
+    with pytest.raises(ImageError, match="refusing to overwrite the input"):
+        check_output_path(tmp_path / "." / astronaut_png.name, astronaut_png)
+    with pytest.raises(ImageError, match="unknown output extension"):
+        check_output_path(tmp_path / "out.xyz", astronaut_png)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, astronaut_small):
+    save_image(astronaut_small, tmp_path / "o.png")
+    save_image(astronaut_small * 0.5, tmp_path / "o.png")  # overwrite an older output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
