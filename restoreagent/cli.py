@@ -116,6 +116,38 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _add_plan(sub):
+    p = sub.add_parser("plan", help="look at an image and print the restoration plan (nothing is written)")
+    p.add_argument("input")
+    p.add_argument("--planner", default="vlm", help="planner name (default: the shipped VLM)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args) -> int:
+    import time
+
+    from .imageio import load_image
+    from .planners import PlanRequest, get_planner
+
+    image = load_image(args.input)
+    planner = get_planner(args.planner)
+    t0 = time.perf_counter()
+    answer = planner.plan(PlanRequest(image=image))
+    ms = 1000 * (time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps({"input": str(args.input), "degradations": list(answer.degradations), **answer.plan.to_json(), "answer": answer.text(), "ms": round(ms, 1)}, indent=2))
+        return 0
+    print(f"{args.input}")
+    print(f"  degradations seen: {', '.join(answer.degradations) or 'none'}")
+    if not answer.plan:
+        print("  plan: nothing to do (the image looks clean)")
+    for i, step in enumerate(answer.plan, 1):
+        print(f"  {i}. {step.task:<15} {step.tool}")
+    print(f"  ({ms:.0f} ms)")
+    return 0
+
+
 def _add_bench(sub):
     p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
     p.add_argument("--images", required=True, help="folder of clean images")
@@ -163,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="restoreagent", description="Plan, run and learn image-restoration pipelines.")
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_degrade, _add_tools, _add_run, _add_bench):
+    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench):
         add(sub)
     return parser
 
