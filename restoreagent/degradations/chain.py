@@ -70,7 +70,9 @@ def sample_combination(rng: np.random.Generator, k: int) -> list[str]:
 
 def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= int(k) <= MAX_K:
-        raise RestoreAgentError(f"k must be an integer from 1 to {MAX_K} (the number of degradations), got {k!r}")
+        raise RestoreAgentError(
+            f"k must be an integer from 1 to {MAX_K} (the number of degradations), got {k!r}"
+        )
     return int(k)
 
 
@@ -96,12 +98,16 @@ def normalise_chain(chain) -> list[tuple[str, dict]]:
             elif isinstance(item, Mapping):
                 extra = set(item) - {"name", "params"}
                 if "name" not in item or extra:
-                    raise RestoreAgentError(f"a chain step must be {{'name': ..., 'params': {{...}}}}, got {item!r}")
+                    raise RestoreAgentError(
+                        f"a chain step must be {{'name': ..., 'params': {{...}}}}, got {item!r}"
+                    )
                 name, params = item["name"], item.get("params")
             elif isinstance(item, list | tuple) and len(item) == 2:
                 name, params = item
             else:
-                raise RestoreAgentError(f"a chain step must be a name, (name, params) or a dict, got {item!r}")
+                raise RestoreAgentError(
+                    f"a chain step must be a name, (name, params) or a dict, got {item!r}"
+                )
             name = normalise_name(name)
             steps.append((name, check_params(name, params, complete=False)))
     else:
@@ -128,7 +134,9 @@ def degrade(image, chain=None, k=None, seed=0) -> tuple[np.ndarray, dict]:
     """
     seed = _check_seed(seed)
     if (chain is None) == (k is None):
-        raise RestoreAgentError("degrade needs exactly one of chain (the degradations) or k (how many random ones)")
+        raise RestoreAgentError(
+            "degrade needs exactly one of chain (the degradations) or k (how many random ones)"
+        )
     img = as_image(image)
     if k is not None:
         names = sample_combination(np.random.default_rng([seed, _STREAM_COMBINATION]), k)

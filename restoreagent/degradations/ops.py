@@ -65,7 +65,9 @@ def line_kernel(length: float, angle: float, taper: bool = False, width_sigma: f
     ):
         np.add.at(k, (y0 + dy, x0 + dx), w * wt)
     if width_sigma > 0:
-        k = cv2.GaussianBlur(k, (0, 0), sigmaX=width_sigma, sigmaY=width_sigma, borderType=cv2.BORDER_CONSTANT)
+        k = cv2.GaussianBlur(
+            k, (0, 0), sigmaX=width_sigma, sigmaY=width_sigma, borderType=cv2.BORDER_CONSTANT
+        )
     if taper or width_sigma > 0:
         k /= k.max()
     else:
