@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="restoreagent", description="Plan, run and learn image-restoration pipelines.")
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench):
+    from .labeling.cli import add_dataset_parser, add_label_parser
+
+    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench, add_label_parser, add_dataset_parser):
         add(sub)
     return parser
 
