@@ -76,3 +76,32 @@ class OraclePlanner:
         if request.search is None:
             raise RestoreAgentError("the oracle planner needs the exhaustive-search result (PlanRequest.search)")
         return Answer(tuple(request.degradations or ()), request.search.best.plan)
+
+
+@functools.cache
+def _severity_ranges() -> dict:
+    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("severity_ranges.yaml").read_text())
+
+
+def severity_matched_plan(record: dict) -> Plan:
+    """The fixed recipe's order with each tool matched to the recorded severity (catalog/severity_ranges.yaml).
+
+    A teacher for the planner's first training stage: it needs the degradation record (truth), so it is
+    not a planner for unseen images; the learned planner has to infer severity from pixels.
+    """
+    from ..tasks import DEGRADATION_FOR_TASK
+
+    params = {c["name"]: c["params"] for c in record["chain"]}
+    ranges = _severity_ranges()
+    steps = []
+    for task, default_tool in fixed_recipe({TASK_FOR_DEGRADATION[d] for d in params}):
+        tool = default_tool
+        rule = ranges.get(task)
+        value = params[DEGRADATION_FOR_TASK[task]].get(rule["param"]) if rule else None
+        if value is not None:
+            installed = set(tools_for_task(task))
+            options = {t: r for t, r in rule["tools"].items() if t in installed}
+            if options:  # the range containing the value, else the nearest one
+                tool = min(options, key=lambda t: 0 if options[t][0] <= value < options[t][1] else min(abs(value - options[t][0]), abs(value - options[t][1])))
+        steps.append((task, tool))
+    return Plan.of(steps)
