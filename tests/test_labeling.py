@@ -457,7 +457,7 @@ def test_ray_backend_matches_local(labeled, images, tmp_path):
 
 RAY_HEAD = """
 import sys, ray
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False)
+ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()  # until the test closes our stdin
 ray.shutdown()
@@ -466,23 +466,30 @@ ray.shutdown()
 
 @pytest.mark.slow
 def test_ray_backend_joins_a_running_cluster_by_address(labeled, images, tmp_path):
-    """--backend ray --ray-address ADDR: a cluster on loopback started by another process."""
+    """`restoreagent label --backend ray --ray-address ADDR`: a cluster started by another process,
+    joined through loopback (Ray's token auth is on by default: the joiner sets RAY_AUTH_MODE=token)."""
     pytest.importorskip("ray")
-    from restoreagent.labeling.labeler import label_dataset
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    runner, _, env = _slow_setup(tmp_path)
+    env["RAY_AUTH_MODE"] = "token"
+    (tmp_path / "toy.yaml").write_text(json.dumps(TOY))
     head = subprocess.Popen([PY, "-c", RAY_HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        address = head.stdout.readline().strip()
-        assert address.startswith("127.0.0.1:"), address
-        label_dataset(_cfg(images, tmp_path / "ray", backend="ray", ray_address=address), progress=False)
+        address = "127.0.0.1:" + head.stdout.readline().strip().rsplit(":", 1)[1]
+        out = tmp_path / "ray"
+        run = subprocess.run(
+            [PY, str(runner), "label", "--images", str(images), "--out", str(out), "--samples", "6", "--seed", "3", "--crop", "48",
+             "--max-degradations", "2", "--shard-size", "4", "--toolset", str(tmp_path / "toy.yaml"), "--no-progress",
+             "--backend", "ray", "--ray-address", address],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
     finally:
         head.stdin.close()
         try:
             head.wait(60)
         except subprocess.TimeoutExpired:
             head.kill()
-    assert _strip(_records(tmp_path / "ray")) == _strip(_records(labeled))
+    assert _strip(_records(out)) == _strip(_records(labeled))
 
 
 def test_cli_label_and_build_sft(images, tmp_path, capsys):

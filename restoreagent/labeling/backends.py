@@ -208,7 +208,10 @@ class RayBackend:
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise RestoreAgentError(f"cannot connect to Ray at {self.address or 'a new local cluster'}: {e}") from None
+                hint = ""
+                if self.address and not os.environ.get("RAY_AUTH_MODE"):
+                    hint = " (clusters use token authentication by default: set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                raise RestoreAgentError(f"cannot connect to Ray at {self.address or 'a new local cluster'}: {e}{hint}") from None
             started = True
         try:
             env_vars = {k: str(self.env.threads) for k in THREAD_ENV}

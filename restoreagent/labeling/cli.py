@@ -10,7 +10,8 @@ from ..errors import RestoreAgentError
 def _backend_args(p, what: str) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="K", help=f"{what} in K local processes (default 1: this process)")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes, or Ray tasks (pip install 'restoreagent[ray]')")
-    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. 127.0.0.1:6379 or ray://host:10001 (default: start a local one)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. 127.0.0.1:6379 (default: start a local one); a cluster with token auth "
+                   "(Ray's default) needs RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
