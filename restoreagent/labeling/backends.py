@@ -27,7 +27,7 @@ from ..errors import RestoreAgentError
 BACKENDS = ("local", "ray")
 # Worker processes compute with one thread each (BLAS/OpenMP read these when they load, so they
 # are set in the environment the workers start with): K workers x N threads would oversubscribe.
-THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RESTOREAGENT_FFT_WORKERS": "1"}
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,15 @@ shrinkage, FFT deconvolution of padded images, PSFs, and noise-level estimation.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 from scipy import fft as sfft
+
+# Threads per FFT: all cores by default (one image, one process); the labeler's worker processes
+# set RESTOREAGENT_FFT_WORKERS=1 so K workers do not start K x cores threads.
+FFT_WORKERS = int(os.environ.get("RESTOREAGENT_FFT_WORKERS", "-1"))
 
 # --- colour -------------------------------------------------------------------------------
 
@@ -184,7 +190,7 @@ def psf2otf(psf: np.ndarray, shape) -> np.ndarray:
     kh, kw = psf.shape
     big[:kh, :kw] = psf
     big = np.roll(big, (-(kh // 2), -(kw // 2)), axis=(0, 1))
-    return sfft.rfft2(big, workers=-1)
+    return sfft.rfft2(big, workers=FFT_WORKERS)
 
 
 def _grad_energy(shape) -> np.ndarray:
@@ -222,7 +228,7 @@ def _wrap_blur(e: np.ndarray, s: float) -> np.ndarray:
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     g = np.exp(-2 * (np.pi * s) ** 2 * (fy * fy + fx * fx))
-    return sfft.irfft2(sfft.rfft2(e, workers=-1) * g, s=e.shape, workers=-1)
+    return sfft.irfft2(sfft.rfft2(e, workers=FFT_WORKERS) * g, s=e.shape, workers=FFT_WORKERS)
 
 
 def deconv_tikhonov(img: np.ndarray, psf: np.ndarray, lam: float) -> np.ndarray:
@@ -237,7 +243,7 @@ def deconv_tikhonov(img: np.ndarray, psf: np.ndarray, lam: float) -> np.ndarray:
         if filt is None:
             k = psf2otf(psf, e.shape)
             filt = np.conj(k) / (np.abs(k) ** 2 + lam * _grad_energy(e.shape))
-        out[..., c] = sfft.irfft2(sfft.rfft2(e, workers=-1) * filt, s=e.shape, workers=-1)[sl]
+        out[..., c] = sfft.irfft2(sfft.rfft2(e, workers=FFT_WORKERS) * filt, s=e.shape, workers=FFT_WORKERS)[sl]
     return out if img.ndim == 3 else out[..., 0]
 
 
@@ -319,11 +325,11 @@ def deconv_hqs(
         wx, wy = _shrink(gx, beta, alpha), _shrink(gy, beta, alpha)
         # D^T w for forward differences: w(x-1) - w(x)
         dtw = (np.roll(wx, 1, axis=1) - wx) + (np.roll(wy, 1, axis=0) - wy)
-        kty = np.conj(k) * sfft.rfft2(u, axes=(0, 1), workers=-1)
-        num = np.float32(lam) * kty + np.float32(beta) * sfft.rfft2(dtw, axes=(0, 1), workers=-1)
+        kty = np.conj(k) * sfft.rfft2(u, axes=(0, 1), workers=FFT_WORKERS)
+        num = np.float32(lam) * kty + np.float32(beta) * sfft.rfft2(dtw, axes=(0, 1), workers=FFT_WORKERS)
         xf = num / (np.float32(lam) * ktk + np.float32(beta) * dtd)
-        x = sfft.irfft2(xf, s=shape, axes=(0, 1), workers=-1)
-        u = np.where(observed, e, sfft.irfft2(k * xf, s=shape, axes=(0, 1), workers=-1))
+        x = sfft.irfft2(xf, s=shape, axes=(0, 1), workers=FFT_WORKERS)
+        u = np.where(observed, e, sfft.irfft2(k * xf, s=shape, axes=(0, 1), workers=FFT_WORKERS))
         beta *= beta_rate
     out = x[sl].astype(np.float32)
     return out if img.ndim == 3 else out[..., 0]

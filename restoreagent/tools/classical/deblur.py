@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from scipy import fft as sfft
 
-from ._util import deconv_hqs, disk_psf, estimate_noise, finish, line_psf, luma
+from ._util import FFT_WORKERS, deconv_hqs, disk_psf, estimate_noise, finish, line_psf, luma
 
 _LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
 
@@ -21,7 +21,7 @@ def _welch_power(g: np.ndarray, n: int) -> tuple[np.ndarray, float]:
     xs = range(0, w - n + 1, n // 2)
     patches = np.stack([g[y : y + n, x : x + n] for y in ys for x in xs])
     patches = (patches - patches.mean(axis=(1, 2), keepdims=True)) * win
-    ps = (np.abs(sfft.fft2(patches, axes=(1, 2), workers=-1)) ** 2).mean(axis=0)
+    ps = (np.abs(sfft.fft2(patches, axes=(1, 2), workers=FFT_WORKERS)) ** 2).mean(axis=0)
     return ps, float((win * win).sum())
 
 
