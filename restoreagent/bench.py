@@ -21,13 +21,11 @@ import numpy as np
 from .degradations import degrade, sample_combination
 from .errors import RestoreAgentError
 from .executor import execute
-from .imageio import atomic_write_text, center_crop, load_image
+from .imageio import IMAGE_SUFFIXES, atomic_write_text, center_crop, load_image
 from .planners import PlanRequest, get_planner
 from .scoring import Scorer
 from .search import exhaustive_search, search_result_from_json
 from .tasks import physical_order
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 # RestoreAgent's test combinations (anchors.md).
 RESTOREAGENT_COMBOS = [
@@ -60,7 +58,7 @@ def list_images(folder) -> list[Path]:
         raise RestoreAgentError(f"{folder}: not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise RestoreAgentError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        raise RestoreAgentError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return files
 
 

@@ -20,6 +20,8 @@ from .errors import ImageError
 # 64 megapixels: a float32 RGB copy is 768 MB and tools make several; beyond that we refuse
 # rather than let the machine swap. Override with RESTOREAGENT_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 64_000_000
+# Files the folder-reading commands (bench, label, planner training) pick up.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 

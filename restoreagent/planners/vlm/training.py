@@ -30,6 +30,7 @@ import numpy as np
 
 from ...dialogue import QUESTION, Answer, parse_answer
 from ...errors import PlanError, RestoreAgentError
+from ...imageio import IMAGE_SUFFIXES
 from ...plan import Plan
 from ...tasks import DEGRADATIONS, TASK_FOR_DEGRADATION
 from .build_default import read_meta, write_meta
@@ -39,7 +40,6 @@ from .view import ViewConfig, planner_view
 log = logging.getLogger(__name__)
 
 STAGE1 = "stage1"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Attention projections of both the vision tower and the language model, across families:
 # SigLIP/CLIP/Idefics3 (q,k,v,out_proj), Llama/Qwen2 (q,k,v,o_proj), Qwen2-VL vision (attn.qkv, attn.proj).
 LORA_TARGET = r".*(self_attn|attn|attention)\.(q_proj|k_proj|v_proj|o_proj|out_proj|qkv|proj)$"
@@ -50,17 +50,9 @@ LORA_TARGET = r".*(self_attn|attn|attention)\.(q_proj|k_proj|v_proj|o_proj|out_p
 # --------------------------------------------------------------------------------------------
 def stage1_plan(degradations: Sequence[str], tools: Mapping[str, Sequence[str]]) -> Plan:
     """The fixed expert recipe's plan for these degradations, with installed tools only."""
-    from ..baselines import _recipe
+    from ..baselines import fixed_recipe
 
-    raw = _recipe()
-    tasks = {TASK_FOR_DEGRADATION[d] for d in degradations}
-    steps = []
-    for task in raw["order"]:
-        installed = list(tools.get(task, ()))
-        if task in tasks and installed:
-            preferred = [t for t in raw["tools"].get(task) or [] if t in installed]
-            steps.append((task, (preferred or installed)[0]))
-    return Plan.of(steps)
+    return Plan.of(fixed_recipe({TASK_FOR_DEGRADATION[d] for d in degradations}, tools=tools))
 
 
 def stage1_target(degradations: Sequence[str], tools: Mapping[str, Sequence[str]]) -> str:
