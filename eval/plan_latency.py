@@ -14,9 +14,8 @@ import numpy as np
 from skimage import data
 
 from restoreagent.agent import restore_auto
-from restoreagent.bench import list_images
 from restoreagent.degradations import degrade
-from restoreagent.imageio import load_image
+from restoreagent.imageio import list_images, load_image
 from restoreagent.planners import PlanRequest, get_planner
 
 
@@ -26,7 +25,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40)
     args = ap.parse_args()
     planner = get_planner("vlm")
-    files = list_images(args.images)[: args.n]
+    files = list_images(args.images, recursive=False)[: args.n]
     times = []
     for i, f in enumerate(files):
         img, _ = degrade(load_image(f), k=1 + i % 4, seed=i)
@@ -35,15 +34,21 @@ def main() -> None:
         t0 = time.perf_counter()
         planner.plan(PlanRequest(image=img))
         times.append(time.perf_counter() - t0)
-    print(f"plan latency over {len(times)} images: median {1000 * statistics.median(times):.1f} ms, "
-          f"p90 {1000 * float(np.percentile(times, 90)):.1f} ms")
-    img512, _ = degrade(data.astronaut().astype(np.float32) / 255.0, chain="noise:sigma=25,jpeg:quality=20", seed=0)
+    print(
+        f"plan latency over {len(times)} images: median {1000 * statistics.median(times):.1f} ms, "
+        f"p90 {1000 * float(np.percentile(times, 90)):.1f} ms"
+    )
+    img512, _ = degrade(
+        data.astronaut().astype(np.float32) / 255.0, chain="noise:sigma=25,jpeg:quality=20", seed=0
+    )
     runs = []
     for _ in range(3):
         t0 = time.perf_counter()
         _, report = restore_auto(img512, planner=planner)
         runs.append(time.perf_counter() - t0)
-    print(f"run --auto on 512x512 (astronaut, noise+jpeg): median {statistics.median(runs):.2f} s over 3 runs; plan: {report['plan']['text']}")
+    print(
+        f"run --auto on 512x512 (astronaut, noise+jpeg): median {statistics.median(runs):.2f} s over 3 runs; plan: {report['plan']['text']}"
+    )
 
 
 if __name__ == "__main__":

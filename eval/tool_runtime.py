@@ -3,7 +3,7 @@
     .venv/bin/python eval/tool_runtime.py [--runs 5] [--update-catalog]
 
 Prints a markdown table (docs/benchmarks.md). --update-catalog writes the medians into the
-cost_s fields of restoreagent/catalog/tools.yaml (the figure `restoreagent tools` shows).
+cost_s fields of restoreagent/catalog/tools*.yaml (the figure `restoreagent tools` shows).
 """
 
 import argparse
@@ -42,13 +42,15 @@ def main() -> None:
     for spec, t in rows:
         print(f"| {spec.task} | {spec.name} | {t:.3f} |")
     if args.update_catalog:
-        path = Path(__file__).resolve().parents[1] / "restoreagent" / "catalog" / "tools.yaml"
-        text = path.read_text()
-        for spec, t in rows:
-            # replace the cost_s line inside this tool's entry
-            pattern = rf"(- name: {re.escape(spec.name)}\n(?:(?!- name:).*\n)*?\s+cost_s: )[0-9.]+"
-            text = re.sub(pattern, lambda m, t=t: f"{m.group(1)}{t:.3f}", text, count=1)
-        path.write_text(text)
+        for path in sorted(
+            (Path(__file__).resolve().parents[1] / "restoreagent" / "catalog").glob("tools*.yaml")
+        ):
+            text = path.read_text()
+            for spec, t in rows:
+                # replace the cost_s line inside this tool's entry (if the entry is in this file)
+                pattern = rf"(- name: {re.escape(spec.name)}\n(?:(?!- name:).*\n)*?\s+cost_s: )[0-9.]+"
+                text = re.sub(pattern, lambda m, t=t: f"{m.group(1)}{t:.3f}", text, count=1)
+            path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 from .degradations import degrade, sample_combination
 from .errors import RestoreAgentError
 from .executor import execute
-from .imageio import IMAGE_SUFFIXES, atomic_write_text, center_crop, load_image
+from .imageio import atomic_write_text, center_crop, list_images, load_image
 from .planners import PlanRequest, get_planner
 from .scoring import Scorer
 from .search import exhaustive_search, search_result_from_json
@@ -50,16 +50,6 @@ class BenchConfig:
     crop: int | None = 128
     metrics: tuple[str, ...] | None = None  # None: psnr, ssim (+ lpips, dists when present)
     max_degradations: int = 4
-
-
-def list_images(folder) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RestoreAgentError(f"{folder}: not a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise RestoreAgentError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    return files
 
 
 def parse_combos(text: str, source: str = "combos") -> list[list[str]]:
@@ -92,12 +82,21 @@ def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | N
             combo = combos[i % len(combos)]
         else:
             combo = sample_combination(rng, int(rng.integers(1, cfg.max_degradations + 1)))
-        out.append({"index": i, "image": files[order[i % len(files)]], "combo": combo, "seed": cfg.seed * 1_000_003 + i})
+        out.append(
+            {
+                "index": i,
+                "image": files[order[i % len(files)]],
+                "combo": combo,
+                "seed": cfg.seed * 1_000_003 + i,
+            }
+        )
     return out
 
 
 def _sample_key(sample: dict, crop, toolset_names: str, metrics) -> str:
-    key = json.dumps([str(sample["image"]), sample["combo"], sample["seed"], crop, toolset_names, list(metrics)])
+    key = json.dumps(
+        [str(sample["image"]), sample["combo"], sample["seed"], crop, toolset_names, list(metrics)]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -116,7 +115,12 @@ def evaluate_answer(answer, search, degraded, clean, scorer) -> dict:
         restored, _ = execute(answer.plan, degraded)
         metrics = scorer(restored, clean)
         balanced = search.balanced_of(metrics)
-    return {"metrics": metrics, "balanced": balanced, "ranking": search.ranking_of_score(balanced), "in_candidates": cand is not None}
+    return {
+        "metrics": metrics,
+        "balanced": balanced,
+        "ranking": search.ranking_of_score(balanced),
+        "in_candidates": cand is not None,
+    }
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
@@ -124,7 +128,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
 
     from .tools.registry import available_tools
 
-    files = list_images(cfg.images)
+    files = list_images(cfg.images, recursive=False)
     combos = parse_combos(Path(cfg.combos_file).read_text(), cfg.combos_file) if cfg.combos_file else None
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -135,7 +139,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     bar = tqdm(sample_plan(cfg, files, combos), desc="bench", unit="sample", disable=not progress)
     for sample in bar:
         clean, degraded, record = prepare_sample(sample, cfg.crop)
-        cache = out / "samples" / f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, toolset_names, scorer.metrics)}.json"
+        cache = (
+            out
+            / "samples"
+            / f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, toolset_names, scorer.metrics)}.json"
+        )
         if cache.exists():
             search = search_result_from_json(json.loads(cache.read_text()))
         else:
@@ -145,7 +153,12 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         for name, planner in planners.items():
             t0 = time.perf_counter()
             answer = planner.plan(
-                PlanRequest(image=degraded, degradations=tuple(record["degradations"]), search=search, seed=sample["seed"])
+                PlanRequest(
+                    image=degraded,
+                    degradations=tuple(record["degradations"]),
+                    search=search,
+                    seed=sample["seed"],
+                )
             )
             plan_seconds = time.perf_counter() - t0
             ev = evaluate_answer(answer, search, degraded, clean, scorer)
@@ -169,7 +182,12 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                 }
             )
         bar.set_postfix(cands=len(search.candidates))
-    result = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}, "metrics": list(scorer.metrics), "rows": rows, "summary": summarize(rows)}
+    result = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "metrics": list(scorer.metrics),
+        "rows": rows,
+        "summary": summarize(rows),
+    }
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, default=str))
     atomic_write_text(out / "results.md", results_markdown(result))
     return result
@@ -203,7 +221,9 @@ def summarize(rows: list[dict]) -> dict:
             "tool_calls_mean": statistics.fmean(r["tool_calls"] for r in first) if first else 0,
             "naive_tool_calls_mean": statistics.fmean(r["naive_tool_calls"] for r in first) if first else 0,
             "search_seconds_median": statistics.median(r["search_seconds"] for r in first) if first else 0,
-            "degraded_psnr_mean": statistics.fmean(r["degraded_metrics"]["psnr"] for r in first) if first else 0,
+            "degraded_psnr_mean": statistics.fmean(r["degraded_metrics"]["psnr"] for r in first)
+            if first
+            else 0,
         },
     }
 
@@ -224,7 +244,13 @@ def results_markdown(result: dict) -> str:
             f"| {p} | {a['n']} | {a['ranking_mean']:.1f} | {a['ranking_median']:.1f} | {a['balanced_mean']:.2f} | "
             f"{a['psnr_mean']:.2f} | {a['ssim_mean']:.4f} | {100 * a['degradations_correct']:.0f}% | {a['plan_ms_median']:.1f} |"
         )
-    lines += ["", "Per planner and combination (mean ranking %, n):", "", "| planner | combination | n | ranking % | PSNR |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Per planner and combination (mean ranking %, n):",
+        "",
+        "| planner | combination | n | ranking % | PSNR |",
+        "|---|---|---|---|---|",
+    ]
     for key, a in s["by_combo"].items():
         p, c = key.split(" | ", 1)
         lines.append(f"| {p} | {c} | {a['n']} | {a['ranking_mean']:.1f} | {a['psnr_mean']:.2f} |")

@@ -15,14 +15,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, RestoreAgentError
 
 # 64 megapixels: a float32 RGB copy is 768 MB and tools make several; beyond that we refuse
 # rather than let the machine swap. Override with RESTOREAGENT_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Files the folder-reading commands (bench, label, planner training) pick up.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
 
 
 def max_pixels() -> int:
@@ -123,7 +131,9 @@ def check_output_path(out, *inputs) -> Path:
     """Refuse an output that would overwrite an input or has an unknown extension."""
     out = Path(out)
     if out.suffix.lower() not in SAVE_FORMATS:
-        raise ImageError(out, f"unknown output extension {out.suffix!r}; use one of {', '.join(sorted(SAVE_FORMATS))}")
+        raise ImageError(
+            out, f"unknown output extension {out.suffix!r}; use one of {', '.join(sorted(SAVE_FORMATS))}"
+        )
     for inp in inputs:
         if inp is None:
             continue
@@ -181,3 +191,27 @@ def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
     ch, cw = min(size, h), min(size, w)
     top, left = (h - ch) // 2, (w - cw) // 2
     return image[top : top + ch, left : left + cw].copy()
+
+
+def list_images(folders, recursive: bool = True) -> list[Path]:
+    """Image files in the given folders (sorted; recursive by default); a file path is taken as is.
+
+    Raises :class:`RestoreAgentError` naming the folder when one does not exist or when none of
+    them holds an image.
+    """
+    if isinstance(folders, str | Path):
+        folders = [folders]
+    out: list[Path] = []
+    for f in folders or []:
+        p = Path(f).expanduser()
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            out += sorted(q for q in found if q.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            raise RestoreAgentError(f"{p}: image folder does not exist")
+    if not out:
+        names = ", ".join(str(f) for f in folders or []) or "(no folders given)"
+        raise RestoreAgentError(f"{names}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return out

@@ -62,14 +62,14 @@ class LabelConfig:
 
 
 def _roots(images) -> list[tuple[str, Path]]:
-    from ..bench import list_images
+    from ..imageio import list_images
 
     if isinstance(images, str | Path):
         images = [images]
     roots = []
     for folder in images:
         p = Path(folder).expanduser()
-        list_images(p)  # raises a clear error for a missing / empty folder
+        list_images(p, recursive=False)  # raises a clear error for a missing / empty folder
         roots.append((p.resolve().name, p.resolve()))
     names = [n for n, _ in roots]
     dup = {n for n in names if names.count(n) > 1}
@@ -80,9 +80,9 @@ def _roots(images) -> list[tuple[str, Path]]:
 
 def list_files(roots) -> list[tuple[str, str]]:
     """(folder name, file name) of every image, folders in the given order, files sorted."""
-    from ..bench import list_images
+    from ..imageio import list_images
 
-    return [(name, f.name) for name, root in roots for f in list_images(root)]
+    return [(name, f.name) for name, root in roots for f in list_images(root, recursive=False)]
 
 
 def image_index(seed: int, i: int, n_files: int) -> int:

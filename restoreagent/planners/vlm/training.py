@@ -30,7 +30,7 @@ import numpy as np
 
 from ...dialogue import QUESTION, Answer, parse_answer
 from ...errors import PlanError, RestoreAgentError
-from ...imageio import IMAGE_SUFFIXES
+from ...imageio import list_images
 from ...plan import Plan
 from ...tasks import DEGRADATIONS, TASK_FOR_DEGRADATION
 from .build_default import read_meta, write_meta
@@ -57,22 +57,6 @@ def stage1_plan(degradations: Sequence[str], tools: Mapping[str, Sequence[str]])
 
 def stage1_target(degradations: Sequence[str], tools: Mapping[str, Sequence[str]]) -> str:
     return Answer(tuple(degradations), stage1_plan(degradations, tools)).text()
-
-
-def list_images(folders) -> list[Path]:
-    """Image files under the given folders (sorted, recursive); a file path is taken as is."""
-    if isinstance(folders, str | Path):
-        folders = [folders]
-    out = []
-    for f in folders or []:
-        p = Path(f).expanduser()
-        if p.is_file():
-            out.append(p)
-        elif p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            raise RestoreAgentError(f"image folder {p} does not exist")
-    return out
 
 
 def skimage_images() -> list[np.ndarray]:
@@ -361,21 +345,59 @@ def _get(cfg, key, default=None):
     return default if v is None else v
 
 
-def lora_config(cfg):
+NEW_TOKEN_MODES = ("trainable_tokens", "modules_to_save", "frozen")
+
+
+def _leaf_name(net, module) -> str | None:
+    """The last part of the name ``module`` has inside ``net`` (e.g. ``embed_tokens``, ``lm_head``)."""
+    return next((n.rsplit(".", 1)[-1] for n, m in net.named_modules() if m is module and n), None)
+
+
+def lora_config(cfg, new_token_ids: Sequence[int] = (), net=None):
+    """The peft LoraConfig of ``finetune.lora``; ``new_token_ids`` (tokens added to the vocabulary
+    since the model was trained, see :mod:`.extend`) get trainable embedding and head rows.
+
+    ``lora.new_tokens``: ``trainable_tokens`` (peft's ``trainable_token_indices``: only those rows,
+    tied head included, saved in the adapter as a small delta), ``modules_to_save`` (the whole input
+    embedding and output head are trained and saved with the adapter) or ``frozen``.
+    """
     from peft import LoraConfig
 
+    fields = LoraConfig.__dataclass_fields__
+    kw = {}
+    modules_to_save = list(_get(cfg, "modules_to_save", []) or [])
+    how = _get(cfg, "new_tokens", "trainable_tokens")
+    if how not in NEW_TOKEN_MODES:
+        raise RestoreAgentError(
+            f"finetune.lora.new_tokens must be one of {', '.join(NEW_TOKEN_MODES)}, got {how!r}"
+        )
+    if new_token_ids and how == "trainable_tokens" and "trainable_token_indices" in fields:
+        kw["trainable_token_indices"] = sorted(int(i) for i in new_token_ids)
+    elif new_token_ids and how != "frozen":  # modules_to_save (asked, or an older peft)
+        if net is None:
+            raise ValueError("lora_config: pass net= to train new tokens with modules_to_save")
+        for m in (net.get_input_embeddings(), net.get_output_embeddings()):
+            name = _leaf_name(net, m) if m is not None else None
+            if name and name not in modules_to_save:
+                modules_to_save.append(name)
+        if "ensure_weight_tying" in fields:
+            kw["ensure_weight_tying"] = True
     return LoraConfig(
         r=int(_get(cfg, "r", 16)),
         lora_alpha=int(_get(cfg, "alpha", 32)),
         lora_dropout=float(_get(cfg, "dropout", 0.05)),
         target_modules=_get(cfg, "target_modules", LORA_TARGET),
-        modules_to_save=list(_get(cfg, "modules_to_save", [])) or None,
+        modules_to_save=modules_to_save or None,
         bias="none",
+        **kw,
     )
 
 
-def apply_finetune_mode(net, finetune):
-    """Full training (every parameter) or LoRA (peft) on the attention projections."""
+def apply_finetune_mode(net, finetune, new_token_ids: Sequence[int] = ()):
+    """Full training (every parameter) or LoRA (peft) on the attention projections.
+
+    With LoRA, the embedding and head rows of ``new_token_ids`` are trained too (:func:`lora_config`).
+    """
     mode = _get(finetune, "mode", "full")
     if mode == "full":
         for p in net.parameters():
@@ -388,7 +410,7 @@ def apply_finetune_mode(net, finetune):
     if mode == "lora":
         from peft import get_peft_model
 
-        return get_peft_model(net, lora_config(_get(finetune, "lora", {})))
+        return get_peft_model(net, lora_config(_get(finetune, "lora", {}), new_token_ids, net))
     raise RestoreAgentError(f"finetune.mode must be 'full' or 'lora', got {mode!r}")
 
 
@@ -435,7 +457,47 @@ def prepare_base(planner_cfg, run_dir: Path) -> tuple[str, dict]:
         raise RestoreAgentError(
             f"{model}: continuing from a LoRA adapter is not supported yet; merge it first"
         )
+    if _get(planner_cfg, "extend_vocabulary", True):
+        extended = extend_base(model, planner_cfg, run_dir)
+        if extended is not None:
+            return extended
     return model, read_meta(model)
+
+
+def extend_base(model: str, planner_cfg, run_dir: Path) -> tuple[str, dict] | None:
+    """Give a word-level starting planner the words of every tool it cannot name yet.
+
+    The tools are the catalogue's (installed or not) and ``planner.tools``. The extended copy is
+    written to ``run_dir/base`` (the starting folder is never changed) and reused when the run is
+    resumed. None when nothing is missing (or the tokenizer spells any name: real VLMs).
+    """
+    from transformers import AutoTokenizer
+
+    from .build_default import catalogue_tools
+    from .extend import EXTENSIONS, extend_planner, merged_tools, missing_words, unnameable_steps
+
+    base = run_dir / "base"
+    meta = read_meta(base) if (base / "config.json").is_file() else {}
+    if any(e.get("source") == str(model) for e in meta.get(EXTENSIONS, []) or []):
+        log.info("planner: continuing with %s, the copy of %s extended earlier in this run", base, model)
+        return str(base), meta
+    tools = merged_tools(catalogue_tools(), dict(_get(planner_cfg, "tools", {}) or {}))
+    tok = AutoTokenizer.from_pretrained(model)
+    words = missing_words(tok, tools)
+    if not words:
+        return None
+    extend_planner(model, base, tools, overwrite=True)
+    steps = unnameable_steps(words, tools)
+    log.info(
+        "planner: %s cannot name %d tools (%s); added %d words to its vocabulary (new embedding and head "
+        "rows start from the mean of their task's tools) in %s; set planner.extend_vocabulary=false not to",
+        model,
+        len(steps),
+        ", ".join(steps),
+        len(words),
+        base,
+    )
+    return str(base), read_meta(base)
 
 
 # --------------------------------------------------------------------------------------------
@@ -647,7 +709,13 @@ def train(cfg) -> dict:
         if hasattr(net, "enable_input_require_grads"):
             net.enable_input_require_grads()
     finetune = pcfg.get("finetune", {}) or {}
-    net = apply_finetune_mode(net, finetune)
+    from .extend import extension_token_ids
+
+    new_ids = extension_token_ids(meta, processor.tokenizer)
+    if new_ids and main and finetune.get("mode", "full") == "lora":
+        how = (finetune.get("lora") or {}).get("new_tokens") or "trainable_tokens"
+        log.info("LoRA: the %d tokens added to the vocabulary are trained too (%s)", len(new_ids), how)
+    net = apply_finetune_mode(net, finetune, new_ids)
     trainable, total = count_parameters(net)
     if main:
         log.info(

@@ -1,0 +1,54 @@
+"""Learned restoration tools trained by the project and shipped with it.
+
+- :mod:`.nets`      the architectures (a residual U-Net sized for CPUs)
+- :mod:`.runner`    running any torch image network as a tool: device, float16, padding, tiling
+- :mod:`.export`    safetensors weight files that carry their architecture and provenance
+- :mod:`.training`  pairs from the project's generator and the training loop (train/train_tool.py)
+
+Catalogue entries (``restoreagent/catalog/tools_learned.yaml``) point the registry at
+:func:`build_learned_tool` with a weight file under ``restoreagent/assets/tools``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..registry import _import
+from .runner import TorchRunner
+
+
+def guide_functions(guides: list[dict] | None) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """Classical tools whose outputs a guided network reads: ``[{function: "mod:fn", params: {}}]``."""
+    out = []
+    for g in guides or []:
+        fn, params = _import(g["function"]), dict(g.get("params") or {})
+        out.append(lambda img, fn=fn, params=params: fn(img, **params))
+    return out
+
+
+def stack_guides(image: np.ndarray, fns) -> np.ndarray:
+    """The image followed by each guide's output on it, as channels: (H, W, 3 * (1 + len(fns)))."""
+    if not fns:
+        return image
+    return np.concatenate([image] + [np.asarray(f(image), np.float32) for f in fns], axis=2)
+
+
+def build_learned_tool(
+    weights: str, device: str = "auto", half: bool = False, tile: int = 1024, overlap: int = 64
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``image -> image`` for a weight file written by :func:`.export.save_tool_weights`."""
+    from .export import load_tool_network
+
+    model, meta = load_tool_network(weights)
+    runner = TorchRunner(
+        model, multiple=getattr(model, "multiple", 1), device=device, half=half, tile=tile, overlap=overlap
+    )
+    fns = guide_functions(meta.get("guides"))
+    if not fns:
+        return runner
+    return lambda image: runner(stack_guides(image, fns))
+
+
+__all__ = ["TorchRunner", "build_learned_tool", "guide_functions", "stack_guides"]

@@ -1,0 +1,300 @@
+"""Training the project's learned tools on pairs made by the project's own generator.
+
+A tool learns one degradation inside a severity range (``ranges`` narrows the generator's
+``PARAM_RANGES``, e.g. ``{"sigma": [5, 15]}`` for a light-noise denoiser). Pairs are made once
+into an in-memory pool: a clean training photo, randomly rescaled (0.5-1x, so textures come at
+several scales) and cropped to ``pool_crop`` px, degraded whole with
+:func:`restoreagent.degradations.apply_degradation` (so haze depth, rain streaks and blur
+borders look as they do on full photos); training then draws random ``patch`` px windows with
+flips and transposes. Validation pairs come from held-out training photos (every
+``val_every``-th file), never from the dev split.
+
+``train_tool(cfg)`` is the logic behind ``train/train_tool.py`` (hydra, one config per tool in
+``configs/tools/``): resumable checkpoints (``torch.save`` of plain tensors, loaded back with
+``weights_only=True``), a progress bar, wandb offline, and at the end the export to a
+safetensors file (float16 weights, architecture and provenance in its metadata) that the tool
+registry loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ...degradations import PARAM_RANGES, apply_degradation
+from ...degradations.params import is_int_range
+from ...imageio import atomic_write_text, list_images, load_image
+from .export import save_tool_weights
+from .nets import build_network, count_parameters
+
+log = logging.getLogger("restoreagent.tools.learned")
+
+
+# --- pairs ----------------------------------------------------------------------------------------
+
+
+def sample_in_ranges(degradation: str, ranges: dict | None, rng: np.random.Generator) -> dict:
+    """Parameters of ``degradation`` drawn from ``PARAM_RANGES`` with some ranges narrowed."""
+    out = {}
+    for key, r in PARAM_RANGES[degradation].items():
+        lo, hi = (ranges or {}).get(key, r)
+        if is_int_range(r):
+            out[key] = int(rng.integers(int(lo), int(hi) + 1))
+        else:
+            out[key] = float(rng.uniform(lo, hi))
+    return out
+
+
+def _random_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random rescale (0.5-1x, never below ``size``) then a random ``size`` px square crop."""
+    h, w = image.shape[:2]
+    lo = max(0.5, size / min(h, w))
+    s = float(rng.uniform(lo, 1.0)) if lo < 1.0 else lo
+    if abs(s - 1.0) > 1e-3:
+        nh, nw = max(size, round(h * s)), max(size, round(w * s))
+        pil = Image.fromarray((image * 255 + 0.5).astype(np.uint8)).resize((nw, nh), Image.BICUBIC)
+        image = np.asarray(pil, dtype=np.float32) / 255.0
+        h, w = nh, nw
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return image[y : y + size, x : x + size]
+
+
+def make_pairs(
+    files: list[Path],
+    degradation: str,
+    ranges: dict | None,
+    n: int,
+    crop: int,
+    seed: int,
+    desc: str = "pairs",
+    guides: list[dict] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (degraded, clean) uint8 pairs, (n, crop, crop, C) and (n, crop, crop, 3); same seed, same pairs.
+
+    With ``guides`` the degraded side also carries each guide tool's output as extra channels (C > 3).
+    """
+    from . import guide_functions, stack_guides
+
+    fns = guide_functions(guides)
+    rng = np.random.default_rng(seed)
+    cache: dict[Path, np.ndarray] = {}
+    deg = np.empty((n, crop, crop, 3 * (1 + len(fns))), np.uint8)
+    clean = np.empty((n, crop, crop, 3), np.uint8)
+    for i in tqdm(range(n), desc=desc, leave=False, disable=None):
+        f = files[int(rng.integers(len(files)))]
+        if f not in cache:
+            cache[f] = load_image(f)
+        view = _random_view(cache[f], crop, rng)
+        params = sample_in_ranges(degradation, ranges, rng)
+        out = apply_degradation(view, degradation, params, rng=np.random.default_rng(rng.integers(2**63)))
+        deg[i] = np.round(np.clip(stack_guides(out, fns), 0, 1) * 255)
+        clean[i] = np.round(view * 255)
+    return deg, clean
+
+
+def split_files(files: list[Path], val_every: int) -> tuple[list[Path], list[Path]]:
+    """Every ``val_every``-th file held out for validation (deterministic, by sorted order)."""
+    val = files[::val_every] if val_every and len(files) >= 2 * val_every else []
+    train = [f for f in files if f not in set(val)] or files
+    return train, val
+
+
+def random_batch(
+    deg: np.ndarray,
+    clean: np.ndarray,
+    batch: int,
+    patch: int,
+    rng: np.random.Generator,
+    augment: bool,
+    transpose: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random windows; flips and (if ``transpose``) transposes applied to both images."""
+    idx = rng.integers(0, len(deg), batch)
+    size = deg.shape[1]
+    xs, ys = [], []
+    for i in idx:
+        y0, x0 = rng.integers(0, size - patch + 1, 2)
+        a = deg[i, y0 : y0 + patch, x0 : x0 + patch]
+        b = clean[i, y0 : y0 + patch, x0 : x0 + patch]
+        if augment:
+            if rng.random() < 0.5:  # horizontal flip: every generator degradation is symmetric in x
+                a, b = a[:, ::-1], b[:, ::-1]
+            if transpose and rng.random() < 0.5:  # transposes: not for haze (depth grows upwards)
+                a, b = a.transpose(1, 0, 2), b.transpose(1, 0, 2)
+            if transpose and rng.random() < 0.5:
+                a, b = a[::-1], b[::-1]
+        xs.append(a)
+        ys.append(b)
+    to = lambda v: torch.from_numpy(np.stack(v).astype(np.float32) / 255.0).permute(0, 3, 1, 2)  # noqa: E731
+    return to(xs), to(ys)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.clamp(0, 1) - b) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@torch.inference_mode()
+def evaluate(model, deg: np.ndarray, clean: np.ndarray, device) -> dict:
+    """Mean PSNR of the input (and of the last guide) and of the output over the validation pairs."""
+    model.eval()
+    pin, pguide, pout = [], [], []
+    for a, b in zip(deg, clean):
+        x = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None].to(device)
+        y = torch.from_numpy(b.astype(np.float32) / 255).permute(2, 0, 1)[None].to(device)
+        pin.append(psnr(x[:, :3], y))
+        pguide.append(psnr(x[:, -3:], y))
+        pout.append(psnr(model(x), y))
+    model.train()
+    out = {"val_psnr_in": float(np.mean(pin)), "val_psnr_out": float(np.mean(pout))}
+    if x.shape[1] > 3:
+        out["val_psnr_guide"] = float(np.mean(pguide))
+    return out
+
+
+# --- the training run -----------------------------------------------------------------------------
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out / "checkpoint.pt"
+
+
+def train_tool(cfg) -> dict:
+    """Train one tool from a hydra/omegaconf config (see configs/tools/*.yaml); returns a summary."""
+    from omegaconf import OmegaConf
+
+    from .runner import resolve_device
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    tool = c["tool"]
+    # a tool's config may override data and train settings (patch size, batch)
+    data = {**c["data"], **(tool.get("data") or {})}
+    opt = {**c["train"], **(tool.get("train") or {})}
+    out = Path(c["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(opt["seed"])
+    if c.get("threads"):
+        torch.set_num_threads(int(c["threads"]))
+    device = resolve_device(c.get("device", "auto"))
+
+    files = list_images(data["images"])
+    train_files, val_files = split_files(files, data["val_every"])
+    deg_name, ranges = tool["degradation"], tool.get("ranges") or {}
+    t0 = time.perf_counter()
+    guides = tool.get("guides") or []
+    pool = make_pairs(
+        train_files, deg_name, ranges, data["n_pairs"], data["pool_crop"], data["seed"], "train pairs", guides
+    )
+    val_src = val_files or train_files
+    val = make_pairs(
+        val_src, deg_name, ranges, data["n_val"], data["val_crop"], data["seed"] + 1, "val pairs", guides
+    )
+    log.info("made %d train / %d val pairs in %.0f s", len(pool[0]), len(val[0]), time.perf_counter() - t0)
+
+    arch_kwargs = {**tool.get("arch_kwargs", {}), **({"guides": len(guides)} if guides else {})}
+    model = build_network(tool["arch"], **arch_kwargs).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=opt["lr"])
+    steps = int(opt["steps"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim,
+        lambda s: (
+            min(1.0, (s + 1) / max(1, opt["warmup"]))
+            * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * s / steps)))
+        ),
+    )
+    step, history = 0, []
+    ckpt = _checkpoint_path(out)
+    if c.get("resume") and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        step = int(state["step"])
+        history = json.loads(state["history"])
+        log.info("resumed %s at step %d", ckpt, step)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+    run = _wandb_run(c, out)
+    rng = np.random.default_rng([opt["seed"], step])  # a resumed run draws fresh batches, reproducibly
+    bar = tqdm(total=steps, initial=step, desc=f"train {tool['name']}", disable=None)
+    model.train()
+    loss_avg = None
+    while step < steps:
+        x, y = random_batch(*pool, opt["batch"], data["patch"], rng, data["augment"], data["transpose"])
+        x, y = x.to(device), y.to(device)
+        loss = torch.sqrt((model(x) - y) ** 2 + 1e-6).mean()  # Charbonnier (smooth L1)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        step += 1
+        loss_val = loss.item()
+        loss_avg = loss_val if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_val
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_avg:.4f}")
+        if step % opt["eval_every"] == 0 or step == steps:
+            rec = {"step": step, "loss": loss_avg, **evaluate(model, *val, device)}
+            history.append(rec)
+            bar.write(json.dumps(rec))
+            if run:
+                run.log(rec, step=step)
+        if step % opt["save_every"] == 0 or step == steps:
+            _atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "step": step,
+                    "history": json.dumps(history),
+                },
+                ckpt,
+            )
+    bar.close()
+    final = history[-1] if history else evaluate(model, *val, device)
+    meta = {
+        "name": tool["name"],
+        "task": tool["task"],
+        "degradation": deg_name,
+        "ranges": ranges,
+        "arch": tool["arch"],
+        "arch_kwargs": arch_kwargs,
+        "guides": guides,
+        "steps": steps,
+        "params": count_parameters(model),
+        "data": [str(p) for p in data["images"]],
+        "val": final,
+    }
+    target = Path(c["export"]) if c.get("export") else out / f"{tool['name']}.safetensors"
+    save_tool_weights(model, target, meta)
+    summary = {**meta, "weights": str(target), "history": history}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if run:
+        run.finish()
+    return summary
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _wandb_run(c: dict, out: Path):
+    """A wandb run in offline mode unless the user set WANDB_MODE; None if wandb is off."""
+    if not c.get("wandb", True):
+        return None
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    return wandb.init(
+        project="restoreagent-tools", name=c["tool"]["name"], dir=str(out), config=c, reinit="finish_previous"
+    )
