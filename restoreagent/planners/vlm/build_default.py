@@ -9,7 +9,8 @@ history words, task, tool (from the registry, at build time) and degradation nam
     python -m restoreagent.planners.vlm.build_default [--out DIR] [--seed 0]
 
 writes an untrained HF folder (config, safetensors, tokenizer, processor with a chat template,
-``restoreagent_planner.json``); ``train/train_planner.py`` then trains it.
+``restoreagent_planner.json``); ``train/train_planner.py`` then trains it. Tools catalogued later
+are added to a trained planner's vocabulary by :mod:`.extend` (``restoreagent planner extend``).
 """
 
 from __future__ import annotations
@@ -96,13 +97,14 @@ def vocabulary_corpus(tools: dict[str, list[str]]) -> list[str]:
     return texts
 
 
-def build_tokenizer(tools: dict[str, list[str]] | None = None):
-    """A word-level ``tokenizers`` tokenizer wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
+def vocabulary_words(tools: dict[str, list[str]], pre_tokenizer=None) -> list[str]:
+    """The words (not the special tokens) of the vocabulary for ``tools``, in the order of their ids.
 
-    tools = catalogue_tools() if tools is None else tools
-    pre = _pre_tokenizer()
+    The words of :func:`vocabulary_corpus` as the pre-tokenizer splits it, then every atom (each
+    degradation, each ``task:tool``, ``rollback``, ``none``) alone and after " " and ", ".
+    ``pre_tokenizer``: a saved tokenizer's own (default: the one of :data:`WORD_PATTERN`).
+    """
+    pre = _pre_tokenizer() if pre_tokenizer is None else pre_tokenizer
     words: list[str] = []
     seen = set(SPECIAL_TOKENS)
 
@@ -118,7 +120,17 @@ def build_tokenizer(tools: dict[str, list[str]] | None = None):
     for a in atoms:
         for sep in ("", " ", ", "):
             add(sep + a)
-    vocab = {w: i for i, w in enumerate(list(SPECIAL_TOKENS) + words)}
+    return words
+
+
+def build_tokenizer(tools: dict[str, list[str]] | None = None):
+    """A word-level ``tokenizers`` tokenizer wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    tools = catalogue_tools() if tools is None else tools
+    pre = _pre_tokenizer()
+    vocab = {w: i for i, w in enumerate(list(SPECIAL_TOKENS) + vocabulary_words(tools, pre))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre
     tok.decoder = decoders.Fuse()

@@ -211,8 +211,8 @@ class VLMPlanner:
             if missing:
                 self._warned.update(missing)
                 log.warning(
-                    "the planner %s cannot name installed tools %s (not in its vocabulary); rebuild and "
-                    "retrain it to use them",
+                    "the planner %s cannot name installed tools %s (not in its vocabulary); to use them, "
+                    "extend it (restoreagent planner extend) and fine-tune it (train/train_planner.py)",
                     self.source,
                     ", ".join(missing),
                 )

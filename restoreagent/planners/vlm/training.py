@@ -699,7 +699,11 @@ def train(cfg) -> dict:
     # --- model ---
     if resume_from is not None and (run_dir / "base").is_dir():
         pcfg = {**pcfg, "build": pcfg.get("build")}  # base already built: prepare_base reuses it
-    base, meta = prepare_base(pcfg, run_dir)
+    if main:  # the main process builds or extends the base; the others then find it made
+        base, meta = prepare_base(pcfg, run_dir)
+    accelerator.wait_for_everyone()
+    if not main:
+        base, meta = prepare_base(pcfg, run_dir)
     view = ViewConfig(**(pcfg.get("view") or meta.get("view") or {"layout": "none"}))
     processor = AutoProcessor.from_pretrained(base, **(pcfg.get("processor_kwargs") or {}))
     dtype = getattr(torch, pcfg.get("dtype", "float32"))
