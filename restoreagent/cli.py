@@ -196,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from .labeling.cli import add_dataset_parser, add_label_parser
+    from .planners.vlm.extend import add_planner_parser
+    from .zoo.cli import add_zoo_parser
 
-    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench, add_label_parser, add_dataset_parser):
+    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench, add_label_parser, add_dataset_parser, add_planner_parser,
+                add_zoo_parser):
         add(sub)
     return parser
 

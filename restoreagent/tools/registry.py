@@ -45,7 +45,8 @@ class ToolSpec:
         """Why the tool cannot be built here (empty when it can)."""
         why = [f"python module {m!r}" for m in self.requires if importlib.util.find_spec(m) is None]
         if self.weights and not _weights_path(self.weights).exists():
-            why.append(f"weight file {self.weights}")
+            hint = f" (restoreagent zoo download {self.name})" if self.kind == "hub" else ""
+            why.append(f"weight file {self.weights}{hint}")
         return why
 
     @property
@@ -115,9 +116,26 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
                 raw = dict(raw)
                 raw["requires"] = tuple(raw.get("requires", ()))
                 specs.append(ToolSpec(**raw))
+    specs += _hub_specs()
     for s in specs:
         _validate(s)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate tool names: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     return tuple(sorted(specs, key=lambda s: (TASKS.index(s.task), s.name)))
+
+
+def _hub_specs() -> list[ToolSpec]:
+    """Published models of the model zoo (restoreagent/zoo/catalog.yaml), available once downloaded."""
+    from ..zoo.catalog import hub_tool_specs
+
+    return hub_tool_specs()
+
+
+def reload_catalog() -> None:
+    """Re-read the catalogues (e.g. after ``RESTOREAGENT_CACHE`` or ``RESTOREAGENT_ZOO_CATALOG`` changed)."""
+    _catalog_specs.cache_clear()
+    get_tool.cache_clear()
 
 
 def _validate(spec: ToolSpec) -> None:
