@@ -66,9 +66,14 @@ def cmd_tools(args) -> int:
         table.add_column(col)
     for s in specs:
         avail = "yes" if s.available else f"no: {', '.join(s.missing)}"
+        if s.available and not s.candidate:
+            avail = "yes (reserve: not searched)"
         cost = f"{s.cost_s:.3f}" if s.cost_s is not None else "?"
         table.add_row(s.task, s.name, s.kind, cost, avail, s.description)
     Console().print(table)
+    if any(not s.candidate for s in specs):
+        print("Reserve tools are beaten at every measured severity by another tool of their task; explicit plans "
+              "may use them, the search and planners do not (RESTOREAGENT_ALL_TOOLS=1 includes them).")
     return 0
 
 

@@ -163,7 +163,9 @@ def tool_fingerprints(toolset: dict[str, list[str]]) -> dict[str, str]:
     for tools in toolset.values():
         for name in tools:
             s = spec(name)
-            out[name] = json.dumps([s.function or s.builder, s.params, s.weights], sort_keys=True, default=str)
+            # the weight file's name, not its folder: moving the zoo cache does not change a tool
+            weights = Path(s.weights).name if s.weights else None
+            out[name] = json.dumps([s.function or s.builder, s.params, weights], sort_keys=True, default=str)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -39,6 +40,10 @@ class ToolSpec:
     device: str = "cpu"
     requires: tuple[str, ...] = ()  # importable modules the tool needs
     weights: str | None = None  # weight file relative to the package (learned tools)
+    # False: another tool of the task beats it at every measured severity (eval/tool_quality.py), so
+    # the search, the labeler and the planners leave it out (RESTOREAGENT_ALL_TOOLS=1 brings it back);
+    # it stays available to explicit plans (`run --plan`).
+    candidate: bool = True
 
     @property
     def missing(self) -> list[str]:
@@ -62,6 +67,7 @@ class ToolSpec:
             "cost_s": self.cost_s,
             "device": self.device,
             "available": self.available,
+            "candidate": self.candidate,
             "missing": self.missing,
         }
 
@@ -165,10 +171,12 @@ def available_tools(task: str | None = None) -> list[ToolSpec]:
 
 
 def tools_for_task(task: str) -> list[str]:
-    """Names of the available tools for a task (the candidates the search and planners use)."""
+    """Names of the tools the search and the planners choose from for a task: the available
+    candidates (every available tool when ``RESTOREAGENT_ALL_TOOLS=1``)."""
     if task not in TASKS:
         raise UnknownNameError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    return [s.name for s in available_tools(task)]
+    every = os.environ.get("RESTOREAGENT_ALL_TOOLS") == "1"
+    return [s.name for s in available_tools(task) if s.candidate or every]
 
 
 def spec(name: str) -> ToolSpec:
