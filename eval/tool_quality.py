@@ -2,6 +2,10 @@
 
     .venv/bin/python eval/tool_quality.py --images ../shared/data/images/cbsd68 --n 16 --crop 256 \
         [--tasks denoise,dejpeg] [--json OUT.json]
+    .venv/bin/python eval/tool_quality.py --images skimage --crop 256    # scikit-image's photos
+
+The second form decides which tools are search candidates (``candidate: false`` in the catalogue
+for a tool beaten at every severity), so that choice is not made on the benchmark's photos.
 
 For each task, its degradation is applied alone to ``n`` photos (centre crop ``crop``) at a low,
 a medium and a high severity (the parameter below; the degradation's other parameters are drawn
@@ -53,9 +57,13 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    photos = [
-        center_crop(load_image(f), args.crop) for f in list_images(args.images, recursive=False)[: args.n]
-    ]
+    if args.images == "skimage":  # scikit-image's colour photos: not a training or benchmark image
+        from restoreagent.planners.vlm.training import skimage_images
+
+        photos = [center_crop(p, args.crop) for p in skimage_images()[: args.n]]
+    else:
+        files = list_images(args.images, recursive=False)[: args.n]
+        photos = [center_crop(load_image(f), args.crop) for f in files]
     results = []
     for task in args.tasks.split(","):
         degradation = DEGRADATION_FOR_TASK[task]

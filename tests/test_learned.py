@@ -204,7 +204,9 @@ WIN_CASES = [
     ("unet_dehaze", {"beta": 1.2, "A": 0.85}),
     ("unet_derain", {"density": 0.003, "length": 25, "angle": 95.0, "intensity": 0.7}),
     ("unet_brighten", {"gamma": 2.0, "scale": 0.4}),
-    ("unet_sr", {"scale": 3}),
+    ("unet_sr_x2", {"scale": 2}),
+    ("unet_sr_x3", {"scale": 3}),
+    ("unet_sr_x4", {"scale": 4}),
 ]
 
 

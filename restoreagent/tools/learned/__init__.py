@@ -19,6 +19,22 @@ from ..registry import _import
 from .runner import TorchRunner
 
 
+def resolve_guide(guide: dict) -> dict:
+    """``{tool: NAME}`` (a catalogued function tool) -> ``{function, params}``; other forms unchanged.
+
+    Weight files store the resolved form, so a later change of the catalogue entry cannot silently
+    change what a trained network reads.
+    """
+    if "tool" not in guide:
+        return dict(guide)
+    from ..registry import spec
+
+    s = spec(guide["tool"])
+    if not s.function:
+        raise ValueError(f"guide tool {s.name!r} is not a function tool (only classical tools can guide)")
+    return {"function": s.function, "params": dict(s.params), "tool": s.name}
+
+
 def guide_functions(guides: list[dict] | None) -> list[Callable[[np.ndarray], np.ndarray]]:
     """Classical tools whose outputs a guided network reads: ``[{function: "mod:fn", params: {}}]``."""
     out = []
@@ -51,4 +67,4 @@ def build_learned_tool(
     return lambda image: runner(stack_guides(image, fns))
 
 
-__all__ = ["TorchRunner", "build_learned_tool", "guide_functions", "stack_guides"]
+__all__ = ["TorchRunner", "build_learned_tool", "guide_functions", "resolve_guide", "stack_guides"]

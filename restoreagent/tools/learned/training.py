@@ -190,7 +190,9 @@ def train_tool(cfg) -> dict:
     train_files, val_files = split_files(files, data["val_every"])
     deg_name, ranges = tool["degradation"], tool.get("ranges") or {}
     t0 = time.perf_counter()
-    guides = tool.get("guides") or []
+    from . import resolve_guide
+
+    guides = [resolve_guide(g) for g in tool.get("guides") or []]
     pool = make_pairs(
         train_files, deg_name, ranges, data["n_pairs"], data["pool_crop"], data["seed"], "train pairs", guides
     )
