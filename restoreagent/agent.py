@@ -9,6 +9,7 @@ things worse: undo it and never repeat it), or an empty plan (stop: the image is
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +36,55 @@ def restore_auto(
         _say(verbose, f"saw: {', '.join(answer.degradations) or 'nothing'}; plan: {answer.plan.text()}")
 
         def show(rep):
-            _say(verbose, f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms")
+            _say(
+                verbose,
+                f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms",
+            )
 
         restored, report = execute(answer.plan, image, save_steps=save_steps, on_step=show)
-        return restored, {"mode": "one-shot", "answers": [answer.text()], **report.to_json(), "seconds": time.perf_counter() - t0}
-    restored, log = stepwise_restore(image, planner, save_steps=save_steps, verbose=verbose)
-    kept = Plan(tuple(Step(s["task"], s["tool"]) for s in log["steps"] if s["kept"]))
-    return restored, {"mode": "stepwise", "plan": kept.to_json(), **log, "seconds": time.perf_counter() - t0}
+        return restored, {
+            "mode": "one-shot",
+            "answers": [answer.text()],
+            **report.to_json(),
+            "seconds": time.perf_counter() - t0,
+        }
+    run = stepwise_restore(image, planner, save_steps=save_steps, verbose=verbose)
+    return run.image, {
+        "mode": "stepwise",
+        "plan": run.kept_plan.to_json(),
+        **run.log(),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def stepwise_restore(image: np.ndarray, planner: Planner, save_steps=None, verbose: bool = False) -> tuple[np.ndarray, dict]:
+@dataclass
+class StepwiseRun:
+    """What the stepwise loop did: the final image, every planner answer, every executed step."""
+
+    image: np.ndarray  # the image after the kept steps
+    answers: list[Answer]  # one per planner call, in order
+    steps: list[dict]  # every executed step: index, task, tool, seconds, kept (False: rolled back)
+
+    @property
+    def kept_plan(self) -> Plan:
+        """The executed steps minus the rolled-back ones: the pipeline that produced ``image``."""
+        return Plan(tuple(Step(s["task"], s["tool"]) for s in self.steps if s["kept"]))
+
+    @property
+    def planner_calls(self) -> int:
+        return len(self.answers)
+
+    @property
+    def rollbacks(self) -> int:
+        return sum(not s["kept"] for s in self.steps)
+
+    def log(self) -> dict:
+        return {"answers": [a.text() for a in self.answers], "steps": self.steps}
+
+
+def stepwise_restore(
+    image: np.ndarray, planner: Planner, save_steps=None, verbose: bool = False
+) -> StepwiseRun:
     from .imageio import save_image
 
     if save_steps is not None:
@@ -54,7 +94,7 @@ def stepwise_restore(image: np.ndarray, planner: Planner, save_steps=None, verbo
     answers, steps = [], []
     for _ in range(MAX_STEPS):
         answer: Answer = planner.plan(PlanRequest(image=current, history=history))
-        answers.append(answer.text())
+        answers.append(answer)
         _say(verbose, f"planner: {answer.text()}")
         last = history.last_step
         if answer.rollback:
@@ -72,13 +112,21 @@ def stepwise_restore(image: np.ndarray, planner: Planner, save_steps=None, verbo
             break
         previous = current
         current, seconds = run_step(current, step)
-        rec = {"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": round(seconds, 4), "kept": True}
+        rec = {
+            "index": len(steps) + 1,
+            "task": step.task,
+            "tool": step.tool,
+            "seconds": round(seconds, 4),
+            "kept": True,
+        }
         if save_steps is not None:
-            rec["saved_to"] = str(save_image(current, Path(save_steps) / f"step{rec['index']}_{step.task}_{step.tool}.png"))
+            rec["saved_to"] = str(
+                save_image(current, Path(save_steps) / f"step{rec['index']}_{step.task}_{step.tool}.png")
+            )
         steps.append(rec)
         _say(verbose, f"step {rec['index']}: {step.task:<15} {step.tool:<22} {seconds * 1000:8.1f} ms")
         history = History(done=history.done, rolled_back=history.rolled_back, last_step=step)
-    return current, {"answers": answers, "steps": steps}
+    return StepwiseRun(current, answers, steps)
 
 
 def _next_step(plan: Plan, history: History) -> Step | None:

@@ -2,8 +2,15 @@
 
 For each sample: an image (centre-cropped), a degradation combination, the degraded image, the
 exhaustive search over its candidate pipelines, then each planner's plan scored in that frame.
-Searches are cached per sample under ``OUT/samples/`` so an interrupted run resumes and new
-planners can be added without searching again.
+
+Planners run one-shot (one answer, the whole plan executed), except the stepwise names
+(``vlm_stepwise``): the agent's stepwise loop (:func:`restoreagent.agent.stepwise_restore`, what
+``restoreagent run --auto --stepwise`` does) on the degraded image, scored by the pipeline it kept.
+
+Searches and each planner's per-sample row are cached under ``OUT/samples/`` so an interrupted run
+resumes and a planner added to an existing folder is the only thing computed. A row is reused only
+while its planner's fingerprint (its code, the stepwise loop's code, the model folder of a learned
+planner) is unchanged.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from .degradations import degrade, sample_combination
-from .errors import RestoreAgentError
+from .errors import RestoreAgentError, UnknownNameError
 from .executor import execute
 from .imageio import atomic_write_text, center_crop, list_images, load_image
-from .planners import PlanRequest, get_planner
+from .plan import Plan
+from .planners import PlanRequest, get_planner, planner_names
 from .scoring import Scorer
 from .search import exhaustive_search, search_result_from_json
 from .tasks import physical_order
@@ -37,6 +45,26 @@ RESTOREAGENT_COMBOS = [
     ["haze", "rain", "noise", "jpeg"],
     ["motion_blur", "rain", "noise", "jpeg"],
 ]
+
+# Bench name -> the planner run through the agent's stepwise loop (it sees only the image and the
+# execution history, so only planners that need no truth can be run this way).
+STEPWISE_PLANNERS = {"vlm_stepwise": "vlm"}
+# Bump when a row's content or its scoring changes: cached rows of other versions are recomputed.
+ROW_VERSION = 1
+
+
+def bench_planner_names() -> list[str]:
+    """Names ``--planners`` accepts: every planner (one-shot) and the stepwise ones."""
+    return planner_names() + list(STEPWISE_PLANNERS)
+
+
+def check_planner_names(names) -> None:
+    known = bench_planner_names()
+    for name in names:
+        if name not in known:
+            raise UnknownNameError(f"unknown planner {name!r}; planners: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
 
 
 @dataclass
@@ -106,13 +134,20 @@ def prepare_sample(sample: dict, crop) -> tuple[np.ndarray, np.ndarray, dict]:
     return clean, degraded, record
 
 
-def evaluate_answer(answer, search, degraded, clean, scorer) -> dict:
-    """Metrics, balanced score and ranking of a planner's plan in the sample's search frame."""
-    cand = search.find(answer.plan)
+def evaluate_plan(plan: Plan, search, degraded, clean, scorer, restored: np.ndarray | None = None) -> dict:
+    """Metrics, balanced score and ranking of a pipeline in the sample's search frame.
+
+    A candidate of the search takes the search's scores; any other pipeline (e.g. the VLM saw
+    other degradations) is scored on its output image in the same frame (candidate mean/std):
+    ``restored`` when given (the image the stepwise loop ended with), else ``plan`` executed on
+    ``degraded``.
+    """
+    cand = search.find(plan)
     if cand is not None:
         metrics, balanced = cand.metrics, cand.balanced
-    else:  # the plan is outside the candidate set (e.g. the VLM saw other degradations)
-        restored, _ = execute(answer.plan, degraded)
+    else:
+        if restored is None:
+            restored, _ = execute(plan, degraded)
         metrics = scorer(restored, clean)
         balanced = search.balanced_of(metrics)
     return {
@@ -123,6 +158,104 @@ def evaluate_answer(answer, search, degraded, clean, scorer) -> dict:
     }
 
 
+def evaluate_answer(answer, search, degraded, clean, scorer) -> dict:
+    """A one-shot answer's plan scored in the sample's search frame (:func:`evaluate_plan`)."""
+    return evaluate_plan(answer.plan, search, degraded, clean, scorer)
+
+
+class _TimedPlanner:
+    """Passes requests through to a planner and adds up the time spent in its calls."""
+
+    def __init__(self, planner):
+        self.planner, self.name, self.seconds = planner, planner.name, 0.0
+
+    def plan(self, request: PlanRequest):
+        t0 = time.perf_counter()
+        try:
+            return self.planner.plan(request)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def run_planner(name: str, planner, sample: dict, record: dict, degraded, clean, search, scorer) -> dict:
+    """One planner on one sample: its plan, what it saw, its cost and its scores in the search frame."""
+    timed = _TimedPlanner(planner)
+    if name in STEPWISE_PLANNERS:
+        from .agent import stepwise_restore
+
+        t0 = time.perf_counter()
+        run = stepwise_restore(degraded, timed)
+        run_seconds = time.perf_counter() - t0
+        first = run.answers[0]
+        return {
+            "mode": "stepwise",
+            "plan": run.kept_plan.text(),  # the pipeline kept: executed steps minus rolled-back ones
+            "saw": list(first.degradations),  # what its first answer named
+            "plan_seconds": timed.seconds,  # all its planner calls on this image
+            "run_seconds": run_seconds,  # the whole loop: planner calls and tool steps
+            "planner_calls": run.planner_calls,
+            "rollbacks": run.rollbacks,
+            "answers": [a.text() for a in run.answers],
+            "steps": [dict(s) for s in run.steps],
+            **evaluate_plan(run.kept_plan, search, degraded, clean, scorer, restored=run.image),
+        }
+    answer = timed.plan(
+        PlanRequest(
+            image=degraded, degradations=tuple(record["degradations"]), search=search, seed=sample["seed"]
+        )
+    )
+    return {
+        "mode": "one-shot",
+        "plan": answer.plan.text(),
+        "saw": list(answer.degradations),
+        "plan_seconds": timed.seconds,
+        "planner_calls": 1,
+        "rollbacks": 0,
+        **evaluate_answer(answer, search, degraded, clean, scorer),
+    }
+
+
+def _hash_file(h, path: Path) -> None:
+    h.update(path.name.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def _code_files(module: str) -> list[Path]:
+    """A module's source: its package folder's .py files when it is in one, else its file."""
+    import sys
+
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if not file:
+        return []
+    return sorted(Path(file).parent.glob("*.py")) if "." in module else [Path(file)]
+
+
+def planner_fingerprint(name: str, planner) -> str:
+    """What a planner's cached rows depend on besides the sample: the bench row version, the
+    planner's code, the stepwise loop's code for a stepwise name, the catalogue (fixed recipe,
+    severity ranges, tools) and the files of its model folder (``planner.source``, the VLM's)."""
+    from . import agent
+
+    h = hashlib.sha256(
+        f"{ROW_VERSION}\0{name}\0{type(planner).__module__}.{type(planner).__qualname__}".encode()
+    )
+    files = _code_files(type(planner).__module__)
+    if name in STEPWISE_PLANNERS:
+        files.append(Path(agent.__file__))
+    files += sorted((Path(__file__).parent / "catalog").glob("*.yaml"))
+    for f in files:
+        _hash_file(h, f)
+    source = getattr(planner, "source", None)
+    if source is not None:
+        h.update(f"\0source\0{source}".encode())
+        if Path(source).is_dir():
+            for f in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+                _hash_file(h, f)
+    return h.hexdigest()[:16]
+
+
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
@@ -130,20 +263,25 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
 
     files = list_images(cfg.images, recursive=False)
     combos = parse_combos(Path(cfg.combos_file).read_text(), cfg.combos_file) if cfg.combos_file else None
+    check_planner_names(cfg.planners)
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     scorer = Scorer(cfg.metrics)
-    planners = {name: get_planner(name) for name in cfg.planners}
+    loaded = {}  # one instance per underlying planner (vlm and vlm_stepwise share the model)
+    planners = {}
+    for name in cfg.planners:
+        base = STEPWISE_PLANNERS.get(name, name)
+        if base not in loaded:
+            loaded[base] = get_planner(base)
+        planners[name] = loaded[base]
+    fingerprints = {name: planner_fingerprint(name, p) for name, p in planners.items()}
     toolset_names = ",".join(s.name for s in available_tools())
     rows = []
     bar = tqdm(sample_plan(cfg, files, combos), desc="bench", unit="sample", disable=not progress)
     for sample in bar:
         clean, degraded, record = prepare_sample(sample, cfg.crop)
-        cache = (
-            out
-            / "samples"
-            / f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, toolset_names, scorer.metrics)}.json"
-        )
+        stem = f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, toolset_names, scorer.metrics)}"
+        cache = out / "samples" / f"{stem}.json"
         if cache.exists():
             search = search_result_from_json(json.loads(cache.read_text()))
         else:
@@ -151,36 +289,31 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             atomic_write_text(cache, json.dumps(search.to_json()))
         degraded_metrics = scorer(degraded, clean)
         for name, planner in planners.items():
-            t0 = time.perf_counter()
-            answer = planner.plan(
-                PlanRequest(
-                    image=degraded,
-                    degradations=tuple(record["degradations"]),
-                    search=search,
-                    seed=sample["seed"],
-                )
+            row_cache = out / "samples" / f"{stem}.{name}.json"
+            if row_cache.exists():
+                cached = json.loads(row_cache.read_text())
+                if cached.get("fingerprint") == fingerprints[name]:
+                    rows.append(cached["row"])
+                    continue
+            result = run_planner(name, planner, sample, record, degraded, clean, search, scorer)
+            row = {
+                "sample": sample["index"],
+                "image": Path(sample["image"]).name,
+                "combo": " + ".join(record["degradations"]),
+                "n_degradations": len(record["degradations"]),
+                "planner": name,
+                **result,
+                "degradations_correct": set(result["saw"]) == set(record["degradations"]),
+                "n_candidates": len(search.candidates),
+                "tool_calls": search.tool_calls,
+                "naive_tool_calls": search.naive_tool_calls,
+                "search_seconds": search.seconds,
+                "degraded_metrics": degraded_metrics,
+            }
+            atomic_write_text(
+                row_cache, json.dumps({"fingerprint": fingerprints[name], "row": row}, default=str)
             )
-            plan_seconds = time.perf_counter() - t0
-            ev = evaluate_answer(answer, search, degraded, clean, scorer)
-            rows.append(
-                {
-                    "sample": sample["index"],
-                    "image": Path(sample["image"]).name,
-                    "combo": " + ".join(record["degradations"]),
-                    "n_degradations": len(record["degradations"]),
-                    "planner": name,
-                    "plan": answer.plan.text(),
-                    "saw": list(answer.degradations),
-                    "degradations_correct": set(answer.degradations) == set(record["degradations"]),
-                    "plan_seconds": plan_seconds,
-                    "n_candidates": len(search.candidates),
-                    "tool_calls": search.tool_calls,
-                    "naive_tool_calls": search.naive_tool_calls,
-                    "search_seconds": search.seconds,
-                    "degraded_metrics": degraded_metrics,
-                    **ev,
-                }
-            )
+            rows.append(row)
         bar.set_postfix(cands=len(search.candidates))
     result = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -204,6 +337,8 @@ def _agg(rows: list[dict]) -> dict:
         "ssim_mean": statistics.fmean(r["metrics"]["ssim"] for r in rows),
         "degradations_correct": statistics.fmean(float(r["degradations_correct"]) for r in rows),
         "plan_ms_median": 1000 * statistics.median(r["plan_seconds"] for r in rows),
+        "planner_calls_mean": statistics.fmean(r["planner_calls"] for r in rows),
+        "rollbacks_mean": statistics.fmean(r["rollbacks"] for r in rows),
     }
 
 
@@ -236,14 +371,22 @@ def results_markdown(result: dict) -> str:
         f"metrics in the balanced score: {', '.join(result['metrics'])}. "
         f"Degraded input PSNR (mean): {s['search']['degraded_psnr_mean']:.2f} dB.",
         "",
-        "| planner | n | ranking mean % (lower is better) | ranking median % | balanced | PSNR | SSIM | exact degradation set | plan ms (median) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| planner | n | ranking mean % (lower is better) | ranking median % | balanced | PSNR | SSIM | exact degradation set | plan ms (median) | planner calls / image | rollbacks / image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p, a in s["planners"].items():
         lines.append(
             f"| {p} | {a['n']} | {a['ranking_mean']:.1f} | {a['ranking_median']:.1f} | {a['balanced_mean']:.2f} | "
-            f"{a['psnr_mean']:.2f} | {a['ssim_mean']:.4f} | {100 * a['degradations_correct']:.0f}% | {a['plan_ms_median']:.1f} |"
+            f"{a['psnr_mean']:.2f} | {a['ssim_mean']:.4f} | {100 * a['degradations_correct']:.0f}% | {a['plan_ms_median']:.1f} | "
+            f"{a['planner_calls_mean']:.2f} | {a['rollbacks_mean']:.2f} |"
         )
+    if any(p in STEPWISE_PLANNERS for p in s["planners"]):
+        lines += [
+            "",
+            "A stepwise planner re-plans after every step and rolls back the steps it judges harmful; it is ranked "
+            "by the pipeline it kept, its exact degradation set is that of its first answer, and its plan ms add up "
+            "all its planner calls on the image.",
+        ]
     lines += [
         "",
         "Per planner and combination (mean ranking %, n):",

@@ -15,7 +15,9 @@ from .errors import RestoreAgentError
 
 
 def _add_degrade(sub):
-    p = sub.add_parser("degrade", help="apply synthetic degradations to a clean image (writes OUT and OUT.json)")
+    p = sub.add_parser(
+        "degrade", help="apply synthetic degradations to a clean image (writes OUT and OUT.json)"
+    )
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
     g = p.add_mutually_exclusive_group(required=True)
@@ -37,7 +39,12 @@ def cmd_degrade(args) -> int:
     record = {"input": str(args.input), **record}
     save_image(degraded, out)
     atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
-    print(f"{out}: " + ", ".join(f"{c['name']}({', '.join(f'{k}={v}' for k, v in c['params'].items())})" for c in record["chain"]))
+    print(
+        f"{out}: "
+        + ", ".join(
+            f"{c['name']}({', '.join(f'{k}={v}' for k, v in c['params'].items())})" for c in record["chain"]
+        )
+    )
     return 0
 
 
@@ -72,8 +79,10 @@ def cmd_tools(args) -> int:
         table.add_row(s.task, s.name, s.kind, cost, avail, s.description)
     Console().print(table)
     if any(not s.candidate for s in specs):
-        print("Reserve tools are beaten at every measured severity by another tool of their task; explicit plans "
-              "may use them, the search and planners do not (RESTOREAGENT_ALL_TOOLS=1 includes them).")
+        print(
+            "Reserve tools are beaten at every measured severity by another tool of their task; explicit plans "
+            "may use them, the search and planners do not (RESTOREAGENT_ALL_TOOLS=1 includes them)."
+        )
     return 0
 
 
@@ -84,7 +93,11 @@ def _add_run(sub):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--plan", help='e.g. "denoise:nlm_low, dejpeg:deblock_mild" (see `restoreagent tools`)')
     g.add_argument("--auto", action="store_true", help="let the planner look at the image and decide")
-    p.add_argument("--stepwise", action="store_true", help="with --auto: re-plan after every step, roll back harmful steps")
+    p.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="with --auto: re-plan after every step, roll back harmful steps",
+    )
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.set_defaults(func=cmd_run)
@@ -100,7 +113,9 @@ def cmd_run(args) -> int:
     if args.auto:
         from .agent import restore_auto
 
-        restored, report = restore_auto(image, stepwise=args.stepwise, save_steps=args.save_steps, verbose=not args.json)
+        restored, report = restore_auto(
+            image, stepwise=args.stepwise, save_steps=args.save_steps, verbose=not args.json
+        )
     else:
         if args.stepwise:
             raise RestoreAgentError("--stepwise needs --auto")
@@ -108,7 +123,10 @@ def cmd_run(args) -> int:
 
         def show(rep):
             if not args.json:
-                print(f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms", flush=True)
+                print(
+                    f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms",
+                    flush=True,
+                )
 
         restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
         report = report.to_json()
@@ -141,7 +159,18 @@ def cmd_plan(args) -> int:
     answer = planner.plan(PlanRequest(image=image))
     ms = 1000 * (time.perf_counter() - t0)
     if args.json:
-        print(json.dumps({"input": str(args.input), "degradations": list(answer.degradations), **answer.plan.to_json(), "answer": answer.text(), "ms": round(ms, 1)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "input": str(args.input),
+                    "degradations": list(answer.degradations),
+                    **answer.plan.to_json(),
+                    "answer": answer.text(),
+                    "ms": round(ms, 1),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{args.input}")
     print(f"  degradations seen: {', '.join(answer.degradations) or 'none'}")
@@ -158,22 +187,26 @@ def _add_bench(sub):
     p.add_argument("--images", required=True, help="folder of clean images")
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--planners", default="random,fixed,oracle")
+    p.add_argument(
+        "--planners",
+        default="random,fixed,oracle",
+        help="comma list of random, fixed, oracle, vlm (one-shot) and vlm_stepwise (the VLM re-planning "
+        "after every step with rollback, as `run --auto --stepwise`)",
+    )
     p.add_argument("--combos", metavar="FILE", help="one combination per line, e.g. 'noise + jpeg'")
     p.add_argument("--crop", type=int, default=128, metavar="PX", help="centre crop size (0: whole image)")
-    p.add_argument("--metrics", default="auto", help="comma list of psnr,ssim,lpips,dists (auto: those available)")
+    p.add_argument(
+        "--metrics", default="auto", help="comma list of psnr,ssim,lpips,dists (auto: those available)"
+    )
     p.add_argument("--out", required=True, help="output folder (results.json, results.md, cached searches)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
-    from .bench import BenchConfig, run_bench
-    from .planners import planner_names
+    from .bench import BenchConfig, check_planner_names, run_bench
 
     planners = tuple(p.strip() for p in args.planners.split(",") if p.strip())
-    for p in planners:
-        if p not in planner_names():
-            raise RestoreAgentError(f"unknown planner {p!r}; planners: {', '.join(planner_names())}")
+    check_planner_names(planners)
     if args.samples < 1:
         raise RestoreAgentError("--samples must be at least 1")
     cfg = BenchConfig(
@@ -197,15 +230,26 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="restoreagent", description="Plan, run and learn image-restoration pipelines.")
+    parser = argparse.ArgumentParser(
+        prog="restoreagent", description="Plan, run and learn image-restoration pipelines."
+    )
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from .labeling.cli import add_dataset_parser, add_label_parser
     from .planners.vlm.extend import add_planner_parser
     from .zoo.cli import add_zoo_parser
 
-    for add in (_add_degrade, _add_tools, _add_plan, _add_run, _add_bench, add_label_parser, add_dataset_parser, add_planner_parser,
-                add_zoo_parser):
+    for add in (
+        _add_degrade,
+        _add_tools,
+        _add_plan,
+        _add_run,
+        _add_bench,
+        add_label_parser,
+        add_dataset_parser,
+        add_planner_parser,
+        add_zoo_parser,
+    ):
         add(sub)
     return parser
 
@@ -219,7 +263,10 @@ def main(argv=None) -> int:
         print(f"restoreagent: error: {e}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("restoreagent: error: out of memory (try a smaller image or RESTOREAGENT_MAX_PIXELS)", file=sys.stderr)
+        print(
+            "restoreagent: error: out of memory (try a smaller image or RESTOREAGENT_MAX_PIXELS)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("restoreagent: interrupted", file=sys.stderr)

@@ -1,9 +1,15 @@
-"""The agent loop (one-shot and stepwise with rollback) and the severity-matched teacher plans."""
+"""The agent loop (one-shot and stepwise with rollback), the severity-matched teacher plans, and the
+benchmark of the stepwise loop (vlm_stepwise) next to one-shot planners."""
+
+import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from restoreagent.agent import restore_auto
-from restoreagent.dialogue import Answer, parse_answer
+from restoreagent.dialogue import Answer, History, parse_answer
+from restoreagent.plan import Step
 from restoreagent.planners.baselines import severity_matched_plan
 
 
@@ -46,7 +52,10 @@ def test_stepwise_rolls_back_and_never_repeats_the_failed_step(astronaut_small):
     # the planner was told what was rolled back and what was just done
     assert planner.histories[1].last_step.tool == "dejpeg_severe"
     assert planner.histories[2].rolled_back[0].tool == "dejpeg_severe"
-    assert planner.histories[4].done[-1].tool == "dejpeg_mild" or planner.histories[4].last_step.tool == "dejpeg_mild"
+    assert (
+        planner.histories[4].done[-1].tool == "dejpeg_mild"
+        or planner.histories[4].last_step.tool == "dejpeg_mild"
+    )
 
 
 def test_stepwise_rollback_restores_the_previous_image(astronaut_small):
@@ -62,6 +71,279 @@ def test_severity_matched_plan_picks_the_variant_for_the_severity():
 
     assert plan([("noise", {"sigma": 8})]) == "denoise:dct_low"
     assert plan([("noise", {"sigma": 40})]) == "denoise:dct_high"
-    assert plan([("noise", {"sigma": 22}), ("jpeg", {"quality": 12})]) == "dejpeg:dejpeg_severe, denoise:dct_mid"
-    assert plan([("low_resolution", {"scale": 4}), ("haze", {"beta": 1.5, "A": 0.8})]) == "super_resolve:ibp_x4, dehaze:dcp_dense"
-    assert Answer(("noise",), severity_matched_plan({"chain": [{"name": "noise", "params": {"sigma": 5}}]})).text() == "saw: noise | plan: denoise:dct_low"
+    assert (
+        plan([("noise", {"sigma": 22}), ("jpeg", {"quality": 12})]) == "dejpeg:dejpeg_severe, denoise:dct_mid"
+    )
+    assert (
+        plan([("low_resolution", {"scale": 4}), ("haze", {"beta": 1.5, "A": 0.8})])
+        == "super_resolve:ibp_x4, dehaze:dcp_dense"
+    )
+    assert (
+        Answer(
+            ("noise",), severity_matched_plan({"chain": [{"name": "noise", "params": {"sigma": 5}}]})
+        ).text()
+        == "saw: noise | plan: denoise:dct_low"
+    )
+
+
+def test_stepwise_run_tells_the_kept_plan_calls_and_rollbacks(astronaut_small):
+    from restoreagent.agent import stepwise_restore
+
+    planner = ScriptedPlanner(
+        [
+            "saw: noise | plan: denoise:dct_high",
+            "rollback",
+            "saw: noise | plan: denoise:dct_low",
+            "saw: none | plan: none",
+        ]
+    )
+    run = stepwise_restore(astronaut_small, planner)
+    assert run.kept_plan.text() == "denoise:dct_low"
+    assert (run.planner_calls, run.rollbacks) == (4, 1)
+    assert run.answers[0].degradations == ("noise",)
+    assert run.log()["answers"][1] == "rollback"
+    # restore_auto's report (what `run --auto --stepwise --json` prints) keeps its keys and text answers
+    _, report = restore_auto(
+        astronaut_small,
+        planner=ScriptedPlanner(["saw: noise | plan: denoise:dct_low", "saw: none | plan: none"]),
+        stepwise=True,
+    )
+    assert list(report) == ["mode", "plan", "answers", "steps", "seconds"]
+    assert report["answers"] == ["saw: noise | plan: denoise:dct_low", "saw: none | plan: none"]
+
+
+# ---- the benchmark's stepwise planner (vlm_stepwise): bench, CLI, hydra app ---------------------
+# Toy tools (tests/toytools.py) make the candidate set small and fixed; a policy planner stands in
+# for the VLM: it answers from the execution history, so it behaves the same on every sample.
+
+BENCH_TOY = {"denoise": ["ag_smooth3", "ag_gain_up"], "dejpeg": ["ag_smooth5", "ag_gain_down", "ag_offset"]}
+BENCH_TOY_SPECS = [
+    ("ag_smooth3", "denoise", "toytools:smooth", {"k": 3}),
+    ("ag_gain_up", "denoise", "toytools:gain", {"g": 1.1}),
+    ("ag_smooth5", "dejpeg", "toytools:smooth", {"k": 5}),
+    ("ag_gain_down", "dejpeg", "toytools:gain", {"g": 0.9}),
+    ("ag_offset", "dejpeg", "toytools:offset", {"b": 0.03}),
+]
+FIRST_PLAN = "dejpeg:ag_offset, denoise:ag_smooth3"  # its first step gets rolled back
+KEPT_PLAN = "denoise:ag_smooth3, dejpeg:ag_smooth5"
+
+
+class RollbackOncePlanner:
+    """Tries dejpeg:ag_offset, rolls it back, then runs denoise:ag_smooth3 and dejpeg:ag_smooth5 and stops.
+
+    ``source`` plays the VLM's model folder (the bench fingerprints its files)."""
+
+    name = "vlm"
+
+    def __init__(self, source):
+        self.source = str(source)
+        self.calls = 0
+
+    def plan(self, request):
+        self.calls += 1
+        h = request.history or History()
+        if h.is_empty():
+            return parse_answer(f"saw: noise, jpeg | plan: {FIRST_PLAN}")
+        if h.last_step == Step("dejpeg", "ag_offset"):
+            return parse_answer("rollback")
+        tried = {s.task for s in h.done} | ({h.last_step.task} if h.last_step else set())
+        if tried >= {"denoise", "dejpeg"}:
+            return parse_answer("saw: none | plan: none")
+        return parse_answer(f"saw: noise, jpeg | plan: {KEPT_PLAN}")
+
+
+@pytest.fixture
+def bench_env(tmp_path, monkeypatch):
+    """Toy toolbox (searched alone), two small photos, combos 'noise + jpeg' and 'noise', the policy as 'vlm'."""
+    from skimage import data
+
+    import restoreagent.bench as bench
+    from restoreagent.imageio import save_image
+    from restoreagent.planners import get_planner
+    from restoreagent.planners.baselines import OraclePlanner
+    from restoreagent.tools import registry
+
+    for name, task, fn, params in BENCH_TOY_SPECS:
+        registry.register(
+            registry.ToolSpec(
+                name=name, task=task, kind="classical", description="test tool", function=fn, params=params
+            )
+        )
+    monkeypatch.setattr("restoreagent.search.tools_for_task", lambda task: list(BENCH_TOY[task]))
+    imgs = tmp_path / "imgs"
+    for i, arr in enumerate([data.astronaut(), data.coffee()]):
+        save_image(arr[100:140, 100:140].astype(np.float32) / 255, imgs / f"{i}.png")
+    combos = tmp_path / "combos.txt"
+    combos.write_text("noise + jpeg\nnoise\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"v1")
+    policy = RollbackOncePlanner(model)
+    counts = {"search": 0, "oracle": 0}
+    real_search, real_oracle = bench.exhaustive_search, OraclePlanner.plan
+
+    def counted_search(*a, **k):
+        counts["search"] += 1
+        return real_search(*a, **k)
+
+    def counted_oracle(self, request):
+        counts["oracle"] += 1
+        return real_oracle(self, request)
+
+    monkeypatch.setattr(bench, "exhaustive_search", counted_search)
+    monkeypatch.setattr(OraclePlanner, "plan", counted_oracle)
+    monkeypatch.setattr(bench, "get_planner", lambda name: policy if name == "vlm" else get_planner(name))
+    yield {
+        "imgs": imgs,
+        "combos": combos,
+        "model": model,
+        "policy": policy,
+        "counts": counts,
+        "out": tmp_path / "bench",
+    }
+    for name, *_ in BENCH_TOY_SPECS:
+        registry._EXTRA_SPECS.pop(name, None)
+    registry.get_tool.cache_clear()
+
+
+def _bench_cfg(env, planners):
+    from restoreagent.bench import BenchConfig
+
+    return BenchConfig(
+        images=str(env["imgs"]),
+        out=str(env["out"]),
+        samples=2,
+        planners=planners,
+        combos_file=str(env["combos"]),
+        crop=32,
+        metrics=("psnr", "ssim"),
+    )
+
+
+def test_bench_stepwise_ranks_the_kept_plan(bench_env):
+    from restoreagent.bench import prepare_sample, run_bench, sample_plan
+    from restoreagent.executor import execute
+    from restoreagent.imageio import list_images
+    from restoreagent.plan import parse_plan
+    from restoreagent.scoring import Scorer
+    from restoreagent.search import exhaustive_search
+
+    cfg = _bench_cfg(bench_env, ("vlm_stepwise", "oracle"))
+    result = run_bench(cfg, progress=False)
+    rows = {(r["combo"], r["planner"]): r for r in result["rows"]}
+    scorer = Scorer(("psnr", "ssim"))
+    samples = sample_plan(cfg, list_images(cfg.images, recursive=False), [["noise", "jpeg"], ["noise"]])
+    for sample in samples:
+        clean, degraded, record = prepare_sample(sample, cfg.crop)
+        search = exhaustive_search(degraded, clean, degradations=record["degradations"], scorer=scorer)
+        row = rows[(" + ".join(record["degradations"]), "vlm_stepwise")]
+        assert row["plan"] == KEPT_PLAN and row["mode"] == "stepwise"
+        assert (row["planner_calls"], row["rollbacks"]) == (5, 1)
+        assert [(s["tool"], s["kept"]) for s in row["steps"]] == [
+            ("ag_offset", False),
+            ("ag_smooth3", True),
+            ("ag_smooth5", True),
+        ]
+        assert row["saw"] == ["noise", "jpeg"]
+        assert row["plan_seconds"] <= row["run_seconds"]
+        kept_out, _ = execute(parse_plan(KEPT_PLAN), degraded)
+        assert row["metrics"] == pytest.approx(scorer(kept_out, clean))
+        if record["degradations"] == ["noise", "jpeg"]:  # the kept plan is a candidate: ranked among them
+            kept, first = search.find(parse_plan(KEPT_PLAN)), search.find(parse_plan(FIRST_PLAN))
+            assert search.ranking_of_score(kept.balanced) != search.ranking_of_score(
+                first.balanced
+            )  # the test tells them apart
+            assert row["in_candidates"] and row["degradations_correct"]
+            assert row["balanced"] == pytest.approx(kept.balanced)
+            assert row["ranking"] == pytest.approx(search.ranking_of_score(kept.balanced))
+        else:  # it names a task the truth lacks: its output image scored in the candidates' frame
+            assert not row["in_candidates"] and not row["degradations_correct"]
+            assert row["balanced"] == pytest.approx(search.balanced_of(scorer(kept_out, clean)))
+            assert row["ranking"] == pytest.approx(search.ranking_of_score(row["balanced"]))
+    agg = result["summary"]["planners"]
+    assert agg["vlm_stepwise"]["planner_calls_mean"] == 5 and agg["vlm_stepwise"]["rollbacks_mean"] == 1
+    assert agg["vlm_stepwise"]["degradations_correct"] == 0.5
+    assert agg["oracle"]["planner_calls_mean"] == 1 and agg["oracle"]["rollbacks_mean"] == 0
+    md = (bench_env["out"] / "results.md").read_text()
+    assert "| planner calls / image | rollbacks / image |" in md
+    assert "| 5.00 | 1.00 |" in md.split("| vlm_stepwise |", 1)[1].splitlines()[0]
+
+
+def test_bench_adds_vlm_stepwise_to_an_existing_folder_without_recomputing(bench_env):
+    from restoreagent.bench import run_bench
+
+    counts, policy = bench_env["counts"], bench_env["policy"]
+    first = run_bench(_bench_cfg(bench_env, ("oracle",)), progress=False)
+    assert (counts["search"], counts["oracle"], policy.calls) == (2, 2, 0)
+    both = run_bench(_bench_cfg(bench_env, ("oracle", "vlm_stepwise")), progress=False)
+    assert (counts["search"], counts["oracle"], policy.calls) == (2, 2, 10)  # only the new planner ran
+    assert [r for r in both["rows"] if r["planner"] == "oracle"] == first["rows"]
+    again = run_bench(_bench_cfg(bench_env, ("oracle", "vlm_stepwise")), progress=False)
+    assert (counts["search"], counts["oracle"], policy.calls) == (2, 2, 10)
+    assert again["rows"] == both["rows"]
+    # a changed model (the planner's files) invalidates its rows, and only its rows
+    (bench_env["model"] / "weights.bin").write_bytes(b"v2")
+    run_bench(_bench_cfg(bench_env, ("oracle", "vlm_stepwise")), progress=False)
+    assert (counts["search"], counts["oracle"], policy.calls) == (2, 2, 20)
+
+
+def test_cli_bench_accepts_vlm_stepwise(bench_env, capsys):
+    from restoreagent.cli import main
+
+    e = bench_env
+    args = [
+        "bench",
+        "--images",
+        str(e["imgs"]),
+        "--samples",
+        "2",
+        "--crop",
+        "32",
+        "--combos",
+        str(e["combos"]),
+        "--metrics",
+        "psnr,ssim",
+        "--out",
+        str(e["out"]),
+    ]
+    assert main([*args, "--planners", "oracle,vlm_stepwise"]) == 0
+    summary = json.loads((e["out"] / "results.json").read_text())["summary"]["planners"]
+    assert set(summary) == {"oracle", "vlm_stepwise"} and summary["vlm_stepwise"]["rollbacks_mean"] == 1
+    capsys.readouterr()
+    assert main([*args, "--planners", "oracle,fixed_stepwise"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown planner 'fixed_stepwise'" in err and "vlm_stepwise" in err
+
+
+def test_hydra_bench_app_accepts_vlm_stepwise(bench_env):
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+
+    from restoreagent.errors import UnknownNameError
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("eval_bench_app", root / "eval" / "bench.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    e = bench_env
+
+    def cfg(planners):
+        overrides = [
+            f"bench.images={e['imgs']}",
+            f"bench.out={e['out']}",
+            "bench.samples=2",
+            "bench.crop=32",
+            f"bench.combos_file={e['combos']}",
+            "bench.metrics=[psnr,ssim]",
+            f"bench.planners={planners}",
+        ]
+        with initialize_config_dir(config_dir=str(root / "configs"), version_base=None):
+            return compose(config_name="bench", overrides=overrides)
+
+    app.main(cfg("[oracle,vlm_stepwise]"))  # hydra passes a given config straight to the app
+    result = json.loads((e["out"] / "results.json").read_text())
+    assert {r["planner"] for r in result["rows"]} == {"oracle", "vlm_stepwise"}
+    assert {r["plan"] for r in result["rows"] if r["planner"] == "vlm_stepwise"} == {KEPT_PLAN}
+    with pytest.raises(UnknownNameError, match="unknown planner 'vlm_stepwize'"):
+        app.main(cfg("[vlm_stepwize]"))

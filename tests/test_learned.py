@@ -267,3 +267,10 @@ def test_guided_training_stacks_the_guides(tmp_path, photo_dir):
     assert "val_psnr_guide" in summary["history"][-1]
     model, meta = load_tool_network(summary["weights"])
     assert meta["arch_kwargs"]["guides"] == 1 and model.head.in_channels == 6
+
+
+def test_environment_sets_tiling_for_every_runner(monkeypatch):
+    monkeypatch.setenv("RESTOREAGENT_TILE", "0")
+    assert TorchRunner(_LocalNet(), tile=256).tile == 0
+    monkeypatch.setenv("RESTOREAGENT_TILE", "128")
+    assert TorchRunner(_LocalNet(), tile=0).tile == 128

@@ -4,7 +4,10 @@ Shared by the project's own learned tools and by published models from the hub c
 (:mod:`restoreagent.zoo`). A :class:`TorchRunner` turns ``model: (1, 3, H, W) -> (1, 3, sH, sW)``
 into ``image -> image`` on float32 RGB arrays in [0, 1]:
 
-- **device**: ``"auto"`` picks CUDA when present, else CPU (``RESTOREAGENT_DEVICE`` overrides).
+Environment overrides for every learned and hub tool: ``RESTOREAGENT_DEVICE`` (``cpu``, ``cuda``,
+``cuda:1``), ``RESTOREAGENT_HALF=1``, ``RESTOREAGENT_TILE`` (pixels; ``0`` = no tiling).
+
+- **device**: ``"auto"`` picks CUDA when present, else CPU.
 - **precision**: ``half=True`` runs in float16 on CUDA; CPUs have no fast float16 convolutions,
   so on CPU the model stays in float32.
 - **padding**: inputs are reflect-padded to a multiple the architecture needs, then cropped.
@@ -68,6 +71,9 @@ class TorchRunner:
         tile: int = 512,
         overlap: int = 32,
     ):
+        # users tune every learned tool at once from the environment (no catalogue edits)
+        tile = int(os.environ.get("RESTOREAGENT_TILE", tile))
+        half = os.environ.get("RESTOREAGENT_HALF", "1" if half else "0") == "1"
         if tile and tile <= 2 * overlap:
             raise ValueError(f"tile ({tile}) must be larger than twice the overlap ({overlap})")
         self.device = resolve_device(device)
