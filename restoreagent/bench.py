@@ -5,7 +5,8 @@ exhaustive search over its candidate pipelines, then each planner's plan scored 
 
 Planners run one-shot (one answer, the whole plan executed), except the stepwise names
 (``vlm_stepwise``): the agent's stepwise loop (:func:`restoreagent.agent.stepwise_restore`, what
-``restoreagent run --auto --stepwise`` does) on the degraded image, scored by the pipeline it kept.
+``restoreagent run --auto --stepwise`` does, with its default quality check) on the degraded image,
+scored by the pipeline it kept.
 
 Searches and each planner's per-sample row are cached under ``OUT/samples/`` so an interrupted run
 resumes and a planner added to an existing folder is the only thing computed. A row is reused only
@@ -194,7 +195,8 @@ def run_planner(name: str, planner, sample: dict, record: dict, degraded, clean,
             "plan_seconds": timed.seconds,  # all its planner calls on this image
             "run_seconds": run_seconds,  # the whole loop: planner calls and tool steps
             "planner_calls": run.planner_calls,
-            "rollbacks": run.rollbacks,
+            "rollbacks": run.rollbacks,  # the planner's and the quality check's (steps[i]["rolled_back_by"])
+            "quality_rollbacks": run.quality_rollbacks,
             "answers": [a.text() for a in run.answers],
             "steps": [dict(s) for s in run.steps],
             **evaluate_plan(run.kept_plan, search, degraded, clean, scorer, restored=run.image),
@@ -234,16 +236,16 @@ def _code_files(module: str) -> list[Path]:
 
 def planner_fingerprint(name: str, planner) -> str:
     """What a planner's cached rows depend on besides the sample: the bench row version, the
-    planner's code, the stepwise loop's code for a stepwise name, the catalogue (fixed recipe,
+    planner's code, the stepwise loop's and quality checks' code for a stepwise name, the catalogue (fixed recipe,
     severity ranges, tools) and the files of its model folder (``planner.source``, the VLM's)."""
-    from . import agent
+    from . import agent, quality
 
     h = hashlib.sha256(
         f"{ROW_VERSION}\0{name}\0{type(planner).__module__}.{type(planner).__qualname__}".encode()
     )
     files = _code_files(type(planner).__module__)
     if name in STEPWISE_PLANNERS:
-        files.append(Path(agent.__file__))
+        files += [Path(agent.__file__), Path(quality.__file__)]  # the loop and its default quality check
     files += sorted((Path(__file__).parent / "catalog").glob("*.yaml"))
     for f in files:
         _hash_file(h, f)

@@ -98,6 +98,16 @@ def _add_run(sub):
         action="store_true",
         help="with --auto: re-plan after every step, roll back harmful steps",
     )
+    p.add_argument(
+        "--quality-check",
+        metavar="CHECKS",
+        help="with --stepwise: no-reference checks that roll back a step that made the image worse; a comma "
+        "list of noise, exposure, piqe, or none (default: noise,exposure: deblurring, super-resolution, "
+        "denoising, deJPEG and deraining steps must not add noise, brightening must not move the mean "
+        "brightness away from mid-grey; each rejected no step that raised PSNR on the test photos and "
+        "costs under 10 ms at 512 px. piqe judges only super-resolution, brightening, dehazing and deraining, "
+        "as it rejects good denoising and deblurring steps; see docs/quality_check.md)",
+    )
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.set_defaults(func=cmd_run)
@@ -107,14 +117,23 @@ def cmd_run(args) -> int:
     from .executor import execute
     from .imageio import check_output_path, load_image, save_image
     from .plan import parse_plan
+    from .quality import DEFAULT_QUALITY_CHECK, resolve_quality_checks
 
     out = check_output_path(args.output, args.input)
+    if args.quality_check is not None and not args.stepwise:
+        raise RestoreAgentError("--quality-check needs --auto --stepwise")
+    checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
+    resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
     image = load_image(args.input)
     if args.auto:
         from .agent import restore_auto
 
         restored, report = restore_auto(
-            image, stepwise=args.stepwise, save_steps=args.save_steps, verbose=not args.json
+            image,
+            stepwise=args.stepwise,
+            save_steps=args.save_steps,
+            verbose=not args.json,
+            quality_check=checks,
         )
     else:
         if args.stepwise:

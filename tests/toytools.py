@@ -15,3 +15,8 @@ def smooth(image, k):
     import cv2
 
     return cv2.blur(image, (k, k))
+
+
+def add_noise(image, sigma, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(image + rng.normal(0.0, sigma, image.shape), 0, 1).astype(np.float32)
