@@ -63,27 +63,37 @@ def test_stepwise_rollback_restores_the_previous_image(astronaut_small):
     out, report = restore_auto(astronaut_small, planner=planner, stepwise=True)
     assert np.array_equal(out, astronaut_small)
     assert report["steps"][0]["kept"] is False
+    assert report["steps"][0]["rolled_back_by"] == "planner"
 
 
-def test_severity_matched_plan_picks_the_variant_for_the_severity():
+def test_severity_matched_plan_picks_the_variant_for_the_severity(monkeypatch):
     def plan(chain):
         return severity_matched_plan({"chain": [{"name": n, "params": p} for n, p in chain]}).text()
 
+    # the shipped toolbox: learned variants are listed first, so they are the teachers' choice
+    assert plan([("noise", {"sigma": 8})]) == "denoise:unet_denoise_low"
+    assert plan([("noise", {"sigma": 40})]) == "denoise:unet_denoise_high"
+    assert plan([("noise", {"sigma": 22}), ("jpeg", {"quality": 12})]) == (
+        "dejpeg:unet_dejpeg_severe, denoise:unet_denoise_mid"
+    )
+    assert plan([("low_resolution", {"scale": 4}), ("haze", {"beta": 1.5, "A": 0.8})]) == (
+        "super_resolve:unet_sr_x4, dehaze:unet_dehaze"
+    )
+    # with the classical tools only, their own ranges apply
+    from restoreagent.planners import baselines
+    from restoreagent.tools.registry import list_specs
+
+    classical = lambda task: [s.name for s in list_specs(task) if s.kind == "classical"]  # noqa: E731
+    monkeypatch.setattr(baselines, "tools_for_task", classical)
     assert plan([("noise", {"sigma": 8})]) == "denoise:dct_low"
-    assert plan([("noise", {"sigma": 40})]) == "denoise:dct_high"
     assert (
         plan([("noise", {"sigma": 22}), ("jpeg", {"quality": 12})]) == "dejpeg:dejpeg_severe, denoise:dct_mid"
     )
-    assert (
-        plan([("low_resolution", {"scale": 4}), ("haze", {"beta": 1.5, "A": 0.8})])
-        == "super_resolve:ibp_x4, dehaze:dcp_dense"
+    assert plan([("low_resolution", {"scale": 4}), ("haze", {"beta": 1.5, "A": 0.8})]) == (
+        "super_resolve:ibp_x4, dehaze:dcp_dense"
     )
-    assert (
-        Answer(
-            ("noise",), severity_matched_plan({"chain": [{"name": "noise", "params": {"sigma": 5}}]})
-        ).text()
-        == "saw: noise | plan: denoise:dct_low"
-    )
+    answer = Answer(("noise",), severity_matched_plan({"chain": [{"name": "noise", "params": {"sigma": 5}}]}))
+    assert answer.text() == "saw: noise | plan: denoise:dct_low"
 
 
 def test_stepwise_run_tells_the_kept_plan_calls_and_rollbacks(astronaut_small):
@@ -110,6 +120,164 @@ def test_stepwise_run_tells_the_kept_plan_calls_and_rollbacks(astronaut_small):
     )
     assert list(report) == ["mode", "plan", "answers", "steps", "seconds"]
     assert report["answers"] == ["saw: noise | plan: denoise:dct_low", "saw: none | plan: none"]
+
+
+# ---- the quality check of the stepwise loop (restoreagent/quality.py) ---------------------------
+# A toy denoiser that adds noise (the check must undo it) and one that smooths (it must keep it).
+
+QC_TOY_SPECS = [
+    ("qc_noisy", "denoise", "toytools:add_noise", {"sigma": 0.08}),
+    ("qc_smooth", "denoise", "toytools:smooth", {"k": 3}),
+    ("qc_brighter", "brighten", "toytools:offset", {"b": 0.2}),
+]
+
+
+@pytest.fixture
+def qc_tools():
+    from restoreagent.tools import registry
+
+    for name, task, fn, params in QC_TOY_SPECS:
+        registry.register(
+            registry.ToolSpec(
+                name=name, task=task, kind="classical", description="test tool", function=fn, params=params
+            )
+        )
+    yield {name: registry.get_tool(name) for name, *_ in QC_TOY_SPECS}
+    for name, *_ in QC_TOY_SPECS:
+        registry._EXTRA_SPECS.pop(name, None)
+    registry.get_tool.cache_clear()
+
+
+def test_quality_check_rolls_back_a_harmful_step_and_the_planner_is_told(astronaut_small, qc_tools):
+    from restoreagent.agent import stepwise_restore
+    from restoreagent.dialogue import prompt
+
+    planner = ScriptedPlanner(
+        [
+            "saw: noise | plan: denoise:qc_noisy",
+            "saw: noise | plan: denoise:qc_smooth",  # another tool for the task
+            "saw: none | plan: none",
+        ]
+    )
+    run = stepwise_restore(astronaut_small, planner)  # the default check
+    first, second = run.steps
+    assert (first["tool"], first["kept"], first["rolled_back_by"]) == ("qc_noisy", False, "quality")
+    (verdict,) = first["quality"]
+    assert verdict["check"] == "noise" and verdict["rejected"] and verdict["worse_by"] > verdict["margin"]
+    assert (second["tool"], second["kept"], "rolled_back_by" in second) == ("qc_smooth", True, False)
+    assert second["quality"][0]["rejected"] is False and second["quality"][0]["worse_by"] < 0
+    # the next prompt says the step was rolled back (and asks nothing about it), as after a planner rollback
+    assert planner.histories[1] == History(rolled_back=(Step("denoise", "qc_noisy"),))
+    assert "rolled back: denoise:qc_noisy" in prompt(planner.histories[1])
+    assert planner.histories[2].last_step == Step("denoise", "qc_smooth")
+    assert [a.text() for a in run.answers].count("rollback") == 0 and run.planner_calls == 3
+    assert (run.rollbacks, run.quality_rollbacks) == (1, 1)
+    assert run.kept_plan.text() == "denoise:qc_smooth"
+    # the kept step ran on the input, not on the rolled-back noisy image
+    assert np.array_equal(run.image, qc_tools["qc_smooth"](astronaut_small))
+
+
+def test_quality_check_none_keeps_the_planner_only_behaviour(astronaut_small, qc_tools):
+    from restoreagent.agent import stepwise_restore
+
+    script = ["saw: noise | plan: denoise:qc_noisy", "saw: none | plan: none"]
+    for off in ("none", None, ()):
+        planner = ScriptedPlanner(script)
+        run = stepwise_restore(astronaut_small, planner, quality_check=off)
+        assert [(s["tool"], s["kept"]) for s in run.steps] == [("qc_noisy", True)]
+        assert "quality" not in run.steps[0] and run.quality_rollbacks == 0
+        assert planner.histories[1].last_step == Step("denoise", "qc_noisy")
+        assert np.array_equal(run.image, qc_tools["qc_noisy"](astronaut_small))
+    # the same script with the default check: the step is undone and the loop stops with the input
+    run = stepwise_restore(astronaut_small, ScriptedPlanner(script))
+    assert run.steps[0]["rolled_back_by"] == "quality" and np.array_equal(run.image, astronaut_small)
+
+
+def test_quality_check_keeps_good_steps_and_judges_only_its_tasks(astronaut_small, qc_tools):
+    from restoreagent.agent import stepwise_restore
+    from restoreagent.degradations import degrade
+    from restoreagent.quality import QualityCheck
+
+    # real tools: a denoiser on a noisy photo and a brightener on a dark one are kept ...
+    noisy, _ = degrade(astronaut_small, chain="noise:sigma=25", seed=0)
+    dark, _ = degrade(astronaut_small, chain="low_light:gamma=2.0,scale=0.4", seed=0)
+    for image, answer, check in (
+        (noisy, "saw: noise | plan: denoise:dct_mid", "noise"),
+        (dark, "saw: low_light | plan: brighten:gamma_mid", "exposure"),
+    ):
+        run = stepwise_restore(image, ScriptedPlanner([answer, "saw: none | plan: none"]))
+        (verdict,) = run.steps[0]["quality"]
+        assert run.steps[0]["kept"] and verdict["check"] == check and verdict["worse_by"] < 0
+    # ... gamma_strong on the (not dark) clean photo is not
+    run = stepwise_restore(
+        astronaut_small,
+        ScriptedPlanner(["saw: low_light | plan: brighten:gamma_strong", "saw: none | plan: none"]),
+    )
+    assert run.steps[0]["rolled_back_by"] == "quality" and run.steps[0]["quality"][0]["check"] == "exposure"
+    # a check judges only its tasks: the noise check skips brightening (here a plain +0.2 offset)
+    run = stepwise_restore(
+        astronaut_small * 0.3,
+        ScriptedPlanner(["saw: low_light | plan: brighten:qc_brighter", "saw: none | plan: none"]),
+        quality_check="noise",
+    )
+    assert run.steps[0]["kept"] and "quality" not in run.steps[0]
+    # a custom check (higher is better) plugs in the same way
+    mean = QualityCheck(
+        "mean", lambda x: float(x.mean()), higher_is_better=True, margin=0.0, tasks={"denoise"}
+    )
+    run = stepwise_restore(
+        astronaut_small,
+        ScriptedPlanner(["saw: noise | plan: denoise:dct_low", "saw: none | plan: none"]),
+        quality_check=[mean],
+    )
+    assert run.steps[0]["quality"][0]["check"] == "mean"
+    assert run.steps[0]["kept"] is (run.steps[0]["quality"][0]["worse_by"] <= 0)
+
+
+def test_piqe_quality_check_runs_offline(astronaut_small):
+    from restoreagent.quality import QUALITY_CHECKS, resolve_quality_checks
+
+    assert [c.name for c in resolve_quality_checks("piqe, noise")] == ["piqe", "noise"]
+    piqe = QUALITY_CHECKS["piqe"]
+    assert 0.0 <= piqe.score(astronaut_small) <= 100.0
+    assert not piqe.judges("denoise", astronaut_small) and piqe.judges("super_resolve", astronaut_small)
+    assert not piqe.judges("super_resolve", astronaut_small[:32, :32])
+
+
+def test_cli_run_stepwise_quality_check_flag(astronaut_png, tmp_path, monkeypatch, capsys, qc_tools):
+    from restoreagent.cli import main
+
+    scripts = []
+
+    def scripted(name):
+        scripts.append(ScriptedPlanner(["saw: noise | plan: denoise:qc_noisy", "saw: none | plan: none"]))
+        return scripts[-1]
+
+    monkeypatch.setattr("restoreagent.agent.get_planner", scripted)
+    base = ["run", str(astronaut_png), "--auto", "--stepwise", "--json"]
+
+    def run(*extra, out):
+        code = main([*base, "-o", str(tmp_path / out), *extra])
+        return code, json.loads(capsys.readouterr().out) if code == 0 else None
+
+    code, report = run(out="a.png")  # default: the noise check undoes the step
+    assert (
+        code == 0 and report["steps"][0]["rolled_back_by"] == "quality" and report["plan"]["text"] == "none"
+    )
+    code, report = run("--quality-check", "none", out="b.png")
+    assert code == 0 and report["steps"][0]["kept"] and report["plan"]["text"] == "denoise:qc_noisy"
+    code, report = run("--quality-check", "piqe", out="c.png")  # piqe does not judge denoising
+    assert code == 0 and report["steps"][0]["kept"] and "quality" not in report["steps"][0]
+    assert len(scripts) == 3
+    assert main([*base, "-o", str(tmp_path / "d.png"), "--quality-check", "niqe"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown quality check 'niqe'" in err and "noise, exposure, piqe, none" in err
+    assert (
+        main(["run", str(astronaut_png), "-o", str(tmp_path / "e.png"), "--auto", "--quality-check", "none"])
+        == 2
+    )
+    assert "--quality-check needs --auto --stepwise" in capsys.readouterr().err
+    assert not (tmp_path / "d.png").exists() and not (tmp_path / "e.png").exists() and len(scripts) == 3
 
 
 # ---- the benchmark's stepwise planner (vlm_stepwise): bench, CLI, hydra app ---------------------

@@ -58,6 +58,8 @@ def build_learned_tool(
     from .export import load_tool_network
 
     model, meta = load_tool_network(weights)
+    if getattr(model, "global_op", False):
+        tile = 0  # a global operator must see the whole image (cheap: it is pointwise after a small estimate)
     runner = TorchRunner(
         model, multiple=getattr(model, "multiple", 1), device=device, half=half, tile=tile, overlap=overlap
     )

@@ -1,6 +1,7 @@
 """Architectures of the project's own learned tools.
 
-One family, picked for CPU cost: :class:`ResUNet`, a residual U-Net with three stride-2 levels
+Two families. :class:`CurveNet` (brightening) predicts a global exposure curve. The others use
+one family, picked for CPU cost: :class:`ResUNet`, a residual U-Net with three stride-2 levels
 (receptive field large enough for 25-px motion blur and haze), one residual block per level,
 and a global-context vector added at the bottleneck (brightening and dehazing need image-wide
 statistics: exposure, airlight). The network predicts a correction that is added to its input,
@@ -73,7 +74,45 @@ class ResUNet(nn.Module):
         return x[:, -3:] + self.tail(h)  # the last three channels: the input, or the last guide
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"resunet": ResUNet}
+class CurveNet(nn.Module):
+    """A learned global exposure curve (in the spirit of Zero-DCE, supervised): a small CNN reads a
+    64x64 copy of the image plus quantiles of its HSV value, and predicts the gamma and gain that
+    darkened it; the output undoes them on the value channel, keeping hue and saturation
+    (``V = (V' / gain) ** (1 / gamma)``, every RGB channel scaled by ``V / V'``). Pointwise and
+    global, so it is exact where the darkening is a global tone curve and costs little at any size;
+    it is never tiled (each tile would estimate its own curve).
+    """
+
+    global_op = True
+    multiple = 1
+
+    def __init__(self, width: int = 16, size: int = 64, quantiles: int = 16):
+        super().__init__()
+        self.size = size
+        self.register_buffer("q", torch.linspace(0.02, 0.98, quantiles), persistent=False)
+        layers, c = [], 3
+        for w in (width, width * 2, width * 4, width * 4):
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.LeakyReLU(0.1)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c + quantiles, 64), nn.LeakyReLU(0.1), nn.Linear(64, 2))
+
+    def curve(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, gain) per image, gamma in (1, 4), gain in (0, 1)."""
+        small = F.interpolate(x, size=(self.size, self.size), mode="area")
+        v = small.amax(dim=1).flatten(1)
+        stats = torch.quantile(v, self.q, dim=1).T
+        p = self.head(torch.cat([self.features(small).mean(dim=(2, 3)), stats], dim=1))
+        return 1.0 + 3.0 * torch.sigmoid(p[:, 0]), torch.sigmoid(p[:, 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma, gain = self.curve(x)
+        v = x.amax(dim=1, keepdim=True).clamp_min(1e-4)
+        restored = (v / gain[:, None, None, None]).clamp(1e-6, 1.0) ** (1.0 / gamma[:, None, None, None])
+        return x * (restored / v)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "curvenet": CurveNet}
 
 
 def build_network(arch: str, **kwargs) -> nn.Module:

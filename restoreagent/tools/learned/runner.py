@@ -72,7 +72,8 @@ class TorchRunner:
         overlap: int = 32,
     ):
         # users tune every learned tool at once from the environment (no catalogue edits)
-        tile = int(os.environ.get("RESTOREAGENT_TILE", tile))
+        if tile or not getattr(model, "global_op", False):  # global operators are never tiled
+            tile = int(os.environ.get("RESTOREAGENT_TILE", tile))
         half = os.environ.get("RESTOREAGENT_HALF", "1" if half else "0") == "1"
         if tile and tile <= 2 * overlap:
             raise ValueError(f"tile ({tile}) must be larger than twice the overlap ({overlap})")
