@@ -27,6 +27,7 @@ import time
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio
 
+from restoreagent.bench import RESTOREAGENT_COMBOS
 from restoreagent.degradations import apply_degradation, degrade
 from restoreagent.degradations.params import complete_params
 from restoreagent.imageio import center_crop
@@ -78,15 +79,7 @@ BY_SEVERITY = {
     "brighten": ("gamma", [(1.875, "gamma_mild"), (2.375, "gamma_mid"), (1e9, "gamma_strong")]),
     "super_resolve": ("scale", [(2.5, "ibp_x2"), (3.5, "ibp_x3"), (1e9, "ibp_x4")]),
 }
-COMBOS = [
-    ["noise", "jpeg"],
-    ["low_light", "noise"],
-    ["motion_blur", "noise", "jpeg"],
-    ["rain", "noise", "jpeg"],
-    ["haze", "noise", "jpeg"],
-    ["haze", "rain", "noise", "jpeg"],
-    ["motion_blur", "rain", "noise", "jpeg"],
-]
+COMBOS = RESTOREAGENT_COMBOS
 CAP, GOOD = 40.0, 0.5
 
 
