@@ -4,6 +4,12 @@ PSNR and SSIM always run offline. LPIPS and DISTS join automatically when their 
 are already in the torch hub cache (pyiqa would otherwise try to download them); they are
 never required. The balanced score of a candidate is the sum over metrics of its z-score among
 the candidates of the same image, with lower-is-better metrics negated.
+
+PSNR and SSIM are computed by this module's own implementation of pyiqa's definitions (same
+colour conversion, rounding and Gaussian window, float64 filtering), because the exhaustive
+search scores thousands of images against one reference: the 11x11 window is applied as two
+1-D passes and the reference's statistics are computed once, which makes SSIM about 10x faster
+than ``pyiqa.create_metric("ssim")`` while agreeing with it to 1e-6 (tested).
 """
 
 from __future__ import annotations
@@ -68,20 +74,109 @@ def _to_tensor(image: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
 
 
-class Scorer:
-    """Computes the chosen full-reference metrics of an image against its clean reference."""
+@functools.cache
+def _gauss_1d():
+    """The 1-D factor of pyiqa's SSIM window (fspecial(11, 1.5)), float64."""
+    import torch
 
-    def __init__(self, metrics=None):
+    x = np.arange(11, dtype=np.float64) - 5.0
+    g = np.exp(-(x * x) / (2.0 * 1.5 * 1.5))
+    return torch.from_numpy(g / g.sum())
+
+
+def _filter_valid(x):
+    """Gaussian 'valid' filtering of (N, C, H, W) float64 as two separable passes."""
+    from torch.nn import functional as F
+
+    g = _gauss_1d()
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, 11).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, 11, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _luma255(t):
+    """pyiqa's SSIM input: the YIQ luma in [0, 255], rounded like MATLAB, as float64."""
+    import torch
+    from pyiqa.utils.color_util import to_y_channel
+
+    return to_y_channel(t, 255.0, "yiq").to(torch.float64)
+
+
+class _Reference:
+    """A clean reference with the statistics every candidate's SSIM reuses."""
+
+    def __init__(self, reference: np.ndarray):
+        import torch
+
+        self.array = reference.copy()  # compared by value: a caller may reuse its buffer
+        self.tensor = _to_tensor(reference)
+        y = _luma255(self.tensor)
+        self.y = y
+        stats = _filter_valid(torch.cat([y, y * y], dim=1))
+        self.mu, self.sq = stats[:, :1], stats[:, 1:]
+
+
+def fast_psnr(x, ref) -> float:
+    """pyiqa's ``psnr`` (RGB, data range 1, eps 1e-8)."""
+    import torch
+
+    mse = torch.mean((x - ref) ** 2)
+    return float(10 * torch.log10(1.0 / (mse + 1e-8)))
+
+
+def fast_ssim(x, ref: _Reference) -> float:
+    """pyiqa's ``ssim`` (luma, 11x11 Gaussian window with sigma 1.5, 'valid', data range 255)."""
+    import torch
+
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    y = _luma255(x)
+    stats = _filter_valid(torch.cat([y, y * y, y * ref.y], dim=1))
+    mu1, mu2 = stats[:, :1], ref.mu
+    s1 = stats[:, 1:2] - mu1 * mu1
+    s2 = ref.sq - mu2 * mu2
+    s12 = stats[:, 2:3] - mu1 * mu2
+    cs = torch.relu((2 * s12 + C2) / (s1 + s2 + C2))
+    return float((((2 * mu1 * mu2 + C1) / (mu1 * mu1 + mu2 * mu2 + C1)) * cs).mean())
+
+
+_FAST = {"psnr": lambda x, r: fast_psnr(x, r.tensor), "ssim": fast_ssim}
+
+
+class Scorer:
+    """Computes the chosen full-reference metrics of an image against its clean reference.
+
+    The last reference's statistics are kept, so scoring many images against one reference (the
+    search) computes them once. ``fast=False`` calls pyiqa for every metric (the definition).
+    """
+
+    def __init__(self, metrics=None, fast: bool = True):
         self.metrics = resolve_metrics(metrics)
         if not self.metrics:
             raise UnknownNameError("no metric is available (psnr and ssim need only pyiqa)")
+        self.fast = fast
+        self._ref: _Reference | None = None
+
+    def _reference(self, reference: np.ndarray) -> _Reference:
+        r = self._ref
+        if r is None or r.array.shape != reference.shape or not np.array_equal(r.array, reference):
+            self._ref = _Reference(reference)
+        return self._ref
 
     def __call__(self, image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         import torch
 
-        x, ref = _to_tensor(image), _to_tensor(reference)
+        if image.shape != reference.shape:
+            raise ValueError(f"cannot score an image of shape {image.shape} against a reference of shape {reference.shape}")
         with torch.inference_mode():
-            return {m: float(_pyiqa_metric(m)(x, ref).item()) for m in self.metrics}
+            ref = self._reference(reference)
+            x = _to_tensor(image)
+            out = {}
+            for m in self.metrics:
+                if self.fast and m in _FAST:
+                    out[m] = _FAST[m](x, ref)
+                else:
+                    out[m] = float(_pyiqa_metric(m)(x, ref.tensor).item())
+            return out
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,29 @@ def test_scorer_psnr_matches_formula(astronaut_small):
     assert Scorer(["psnr", "ssim"])(astronaut_small, astronaut_small)["ssim"] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_fast_metrics_agree_with_pyiqa(astronaut_small):
+    """The search's own PSNR/SSIM are pyiqa's definitions (to 1e-6), on odd sizes and strong damage."""
+    rng = np.random.default_rng(0)
+    ref = astronaut_small[:61, :47]
+    fast, slow = Scorer(["psnr", "ssim"]), Scorer(["psnr", "ssim"], fast=False)
+    for sigma in (0.01, 0.1, 0.4):
+        x = np.clip(ref + rng.normal(0, sigma, ref.shape), 0, 1).astype(np.float32)
+        a, b = fast(x, ref), slow(x, ref)
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-5)
+        assert a["ssim"] == pytest.approx(b["ssim"], abs=1e-6)  # pyiqa rounds its 2-D window to float32
+
+
+def test_scorer_notices_a_reused_reference_buffer(astronaut_small):
+    """The cached reference statistics follow the reference's content, not its identity."""
+    ref = astronaut_small.copy()
+    x = np.clip(astronaut_small * 0.9, 0, 1).astype(np.float32)
+    scorer = Scorer(["ssim"])
+    first = scorer(x, ref)["ssim"]
+    ref *= 0.5  # same buffer, new content
+    assert scorer(x, ref)["ssim"] == pytest.approx(Scorer(["ssim"], fast=False)(x, ref)["ssim"], abs=1e-6)
+    assert scorer(x, ref)["ssim"] != pytest.approx(first, abs=1e-3)
+
+
 # ---- search -----------------------------------------------------------------------------------
 
 

@@ -37,6 +37,8 @@ class ResUNet(nn.Module):
     """Residual U-Net: ``out = base + f(x)``, ``base`` the input (or its last guide); input H, W must be
     multiples of :attr:`multiple`."""
 
+    channels_last = True  # the runner feeds NHWC tensors on CPU (faster convolutions)
+
     def __init__(
         self, widths: tuple[int, ...] = (16, 32, 64, 64), bottleneck_blocks: int = 2, guides: int = 0
     ):

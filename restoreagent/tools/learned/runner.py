@@ -80,6 +80,11 @@ class TorchRunner:
         self.device = resolve_device(device)
         self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
         self.model = model.eval().to(self.device, self.dtype)
+        # oneDNN's convolutions are 1.3-1.4x faster on NHWC tensors on CPU (measured on the ResUNet
+        # at 128 and 512 px); a model opts in with a ``channels_last`` attribute
+        self.channels_last = self.device.type == "cpu" and getattr(model, "channels_last", False)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.scale, self.multiple, self.tile, self.overlap = scale, multiple, tile, overlap
@@ -93,6 +98,8 @@ class TorchRunner:
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             t = F.pad(t, (0, pw, 0, ph), mode=mode)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
         y = self.model(t)[..., : h * self.scale, : w * self.scale]
         return y[0].float().clamp_(0, 1).cpu().numpy().transpose(1, 2, 0)
 
