@@ -59,11 +59,24 @@ def bench_planner_names() -> list[str]:
     return planner_names() + list(STEPWISE_PLANNERS)
 
 
+def split_planner_name(name: str) -> tuple[str, str | None]:
+    """``vlm@runs/x/final`` -> ``("vlm", "runs/x/final")``: a VLM planner from another folder, so a
+    candidate planner is benchmarked beside the shipped one in the same run; plain names -> (name, None)."""
+    kind, sep, path = name.partition("@")
+    return kind, (path if sep else None)
+
+
 def check_planner_names(names) -> None:
     known = bench_planner_names()
     for name in names:
-        if name not in known:
-            raise UnknownNameError(f"unknown planner {name!r}; planners: {', '.join(known)}")
+        kind, path = split_planner_name(name)
+        if kind not in known:
+            raise UnknownNameError(f"unknown planner {name!r}; planners: {', '.join(known)} (vlm@FOLDER for another VLM planner)")
+        if path is not None:
+            if STEPWISE_PLANNERS.get(kind, kind) != "vlm":
+                raise RestoreAgentError(f"{name}: only vlm and vlm_stepwise take a planner folder (@FOLDER)")
+            if not Path(path).is_dir():
+                raise RestoreAgentError(f"{name}: planner folder {path!r} does not exist")
     if len(set(names)) != len(names):
         raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
 
@@ -181,7 +194,7 @@ class _TimedPlanner:
 def run_planner(name: str, planner, sample: dict, record: dict, degraded, clean, search, scorer) -> dict:
     """One planner on one sample: its plan, what it saw, its cost and its scores in the search frame."""
     timed = _TimedPlanner(planner)
-    if name in STEPWISE_PLANNERS:
+    if split_planner_name(name)[0] in STEPWISE_PLANNERS:
         from .agent import stepwise_restore
 
         t0 = time.perf_counter()
@@ -244,7 +257,7 @@ def planner_fingerprint(name: str, planner) -> str:
         f"{ROW_VERSION}\0{name}\0{type(planner).__module__}.{type(planner).__qualname__}".encode()
     )
     files = _code_files(type(planner).__module__)
-    if name in STEPWISE_PLANNERS:
+    if split_planner_name(name)[0] in STEPWISE_PLANNERS:
         files += [Path(agent.__file__), Path(quality.__file__)]  # the loop and its default quality check
     files += sorted((Path(__file__).parent / "catalog").glob("*.yaml"))
     for f in files:
@@ -272,9 +285,10 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     loaded = {}  # one instance per underlying planner (vlm and vlm_stepwise share the model)
     planners = {}
     for name in cfg.planners:
-        base = STEPWISE_PLANNERS.get(name, name)
+        kind, path = split_planner_name(name)
+        base = (STEPWISE_PLANNERS.get(kind, kind), path)
         if base not in loaded:
-            loaded[base] = get_planner(base)
+            loaded[base] = get_planner(base[0], **({"model": path} if path else {}))
         planners[name] = loaded[base]
     fingerprints = {name: planner_fingerprint(name, p) for name, p in planners.items()}
     toolset_names = ",".join(s.name for s in available_tools())
@@ -382,7 +396,7 @@ def results_markdown(result: dict) -> str:
             f"{a['psnr_mean']:.2f} | {a['ssim_mean']:.4f} | {100 * a['degradations_correct']:.0f}% | {a['plan_ms_median']:.1f} | "
             f"{a['planner_calls_mean']:.2f} | {a['rollbacks_mean']:.2f} |"
         )
-    if any(p in STEPWISE_PLANNERS for p in s["planners"]):
+    if any(split_planner_name(p)[0] in STEPWISE_PLANNERS for p in s["planners"]):
         lines += [
             "",
             "A stepwise planner re-plans after every step and rolls back the steps it judges harmful; it is ranked "

@@ -210,7 +210,7 @@ def _add_bench(sub):
         "--planners",
         default="random,fixed,oracle",
         help="comma list of random, fixed, oracle, vlm (one-shot) and vlm_stepwise (the VLM re-planning "
-        "after every step with rollback, as `run --auto --stepwise`)",
+        "after every step with rollback, as `run --auto --stepwise`); vlm@FOLDER or vlm_stepwise@FOLDER for a planner saved elsewhere",
     )
     p.add_argument("--combos", metavar="FILE", help="one combination per line, e.g. 'noise + jpeg'")
     p.add_argument("--crop", type=int, default=128, metavar="PX", help="centre crop size (0: whole image)")

@@ -515,3 +515,32 @@ def test_hydra_bench_app_accepts_vlm_stepwise(bench_env):
     assert {r["plan"] for r in result["rows"] if r["planner"] == "vlm_stepwise"} == {KEPT_PLAN}
     with pytest.raises(UnknownNameError, match="unknown planner 'vlm_stepwize'"):
         app.main(cfg("[vlm_stepwize]"))
+
+
+def test_bench_benchmarks_a_planner_from_another_folder(bench_env, monkeypatch, tmp_path):
+    """``vlm@FOLDER`` loads the VLM planner saved in FOLDER, beside the shipped one, in one run."""
+    from restoreagent import bench
+    from restoreagent.bench import check_planner_names, run_bench
+    from restoreagent.errors import RestoreAgentError, UnknownNameError
+
+    folder = tmp_path / "candidate"
+    folder.mkdir()
+    loads = []
+
+    def fake_get_planner(name, **kw):
+        loads.append((name, kw))
+        return bench_env["policy"]
+
+    monkeypatch.setattr(bench, "get_planner", fake_get_planner)
+    names = ("vlm_stepwise", f"vlm_stepwise@{folder}", f"vlm@{folder}")
+    result = run_bench(_bench_cfg(bench_env, names), progress=False)
+    assert loads == [("vlm", {}), ("vlm", {"model": str(folder)})]  # one load per folder, shared by both modes
+    summary = result["summary"]["planners"]
+    assert summary[f"vlm_stepwise@{folder}"]["rollbacks_mean"] == 1  # ran the stepwise loop
+    assert summary[f"vlm@{folder}"]["planner_calls_mean"] == 1  # one-shot
+    with pytest.raises(RestoreAgentError, match="does not exist"):
+        check_planner_names([f"vlm@{tmp_path / 'missing'}"])
+    with pytest.raises(RestoreAgentError, match="only vlm and vlm_stepwise"):
+        check_planner_names([f"random@{folder}"])
+    with pytest.raises(UnknownNameError):
+        check_planner_names([f"llava@{folder}"])
