@@ -416,3 +416,31 @@ def test_stage1_training_of_the_default_planner_learns(tmp_path):
     assert losses[-1] < 0.5 * losses[0]
     last = [h for h in summary["history"] if "val_loss" in h][-1]
     assert last["saw_label_acc"] >= last["saw_label_acc_all_absent"] - 0.05
+
+
+def test_mix_replay_adds_old_examples_in_proportion(tmp_path):
+    """data.replay: the new task's examples plus ratio x as many drawn from an older dataset."""
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    from restoreagent.planners.vlm.training import mix_replay
+
+    feats = Features({"image": Image(), "prompt": Value("string"), "target": Value("string")})
+    img = PILImage.new("RGB", (8, 8))
+
+    def make(tag, n, extra=False):
+        d = {"image": [img] * n, "prompt": ["q"] * n, "target": [f"{tag}{i}" for i in range(n)]}
+        f = feats
+        if extra:
+            d["scenario"] = ["stop"] * n
+            f = Features({**feats, "scenario": Value("string")})
+        return Dataset.from_dict(d, features=f)
+
+    make("old", 50, extra=True).save_to_disk(str(tmp_path / "old"))
+    new = make("new", 10)
+    mixed = mix_replay(new, tmp_path / "old", 2.0, seed=0)
+    targets = mixed["target"]
+    assert len(mixed) == 30 and set(mixed.column_names) == {"image", "prompt", "target"}
+    assert sum(t.startswith("new") for t in targets) == 10 and sum(t.startswith("old") for t in targets) == 20
+    assert targets != sorted(targets)  # shuffled together
+    assert mix_replay(new, tmp_path / "old", 0.0)["target"] == new["target"]

@@ -239,6 +239,25 @@ def load_splits(path, val_fraction: float = 0.05, seed: int = 0, max_val: int | 
     return train, val
 
 
+def mix_replay(train, replay_path, ratio: float, seed: int = 0):
+    """``train`` plus ``ratio * len(train)`` examples drawn from another dataset's train split.
+
+    Used when tuning a planner on a new task: replaying examples of what it already does keeps
+    it from forgetting them (only the columns both datasets share are kept).
+    """
+    from datasets import concatenate_datasets
+
+    if ratio <= 0:
+        return train
+    old, _ = load_splits(replay_path, 0.0)
+    n = min(len(old), int(round(ratio * len(train))))
+    old = old.shuffle(seed=seed).select(range(n))
+    cols = [c for c in train.column_names if c in set(old.column_names)]
+    train, old = train.select_columns(cols), old.select_columns(cols)
+    old = old.cast(train.features)
+    return concatenate_datasets([train, old]).shuffle(seed=seed)
+
+
 # --------------------------------------------------------------------------------------------
 # the collator: examples -> model inputs with labels on the answer only
 # --------------------------------------------------------------------------------------------
@@ -695,6 +714,10 @@ def train(cfg) -> dict:
     n_train = dcfg.get("max_train")
     if n_train and len(train_ds) > int(n_train):
         train_ds = train_ds.select(range(int(n_train)))
+    replay = dcfg.get("replay") or {}
+    if replay.get("path"):
+        train_ds = mix_replay(train_ds, replay["path"], float(replay.get("ratio", 1.0)), seed)
+        log.info("training on %d examples (new data + %s replayed)", len(train_ds), replay["path"])
 
     # --- model ---
     if resume_from is not None and (run_dir / "base").is_dir():
