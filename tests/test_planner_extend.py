@@ -354,6 +354,16 @@ def test_lora_trains_the_new_rows_and_the_adapter_round_trips(
     # trainable_tokens moves only the new rows; modules_to_save trains the whole embedding
     moved_old = not torch.equal(trained[: min(new_ids)], base_rows[: min(new_ids)])
     assert moved_old == (new_tokens == "modules_to_save")
+    # `restoreagent planner merge`: full weights, no adapter, same logits, the meta kept
+    from restoreagent.cli import main as cli_main
+
+    assert cli_main(["planner", "merge", str(final), "-o", str(tmp_path / "merged")]) == 0
+    merged = tmp_path / "merged"
+    assert not (merged / "adapter").exists() and read_meta(merged)[EXTENSIONS] == read_meta(final)[EXTENSIONS]
+    net_m, processor_m = _load(merged)
+    with torch.no_grad():
+        assert torch.allclose(net_m(**_batch(processor_m, [examples[0], examples[1]])).logits, ref, atol=1e-4)
+    assert cli_main(["planner", "merge", str(merged), "-o", str(tmp_path / "m2")]) == 2  # nothing to merge
     # a LoRA-trained folder extends again: written merged (full weights), same logits on its words
     again, words = extend_planner(final, tmp_path / "again", {"denoise": ["nlm_mid", toy_tool, "later"]})
     assert words and not (again / "adapter").exists() and len(read_meta(again)[EXTENSIONS]) == 2

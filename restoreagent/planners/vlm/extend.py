@@ -265,6 +265,43 @@ def extend_planner(src, dst, tools: Mapping[str, Sequence[str]] | None = None, o
     return dst_p, words
 
 
+def merge_planner(src, dst, overwrite: bool = False) -> Path:
+    """Write to ``dst`` the planner folder ``src`` (base files + LoRA ``adapter/``) as full weights.
+
+    What ships as a default, or what a later fine-tune starts from, is a plain folder; the
+    planner meta (view, tools, vocabulary extensions, training record) comes along.
+    """
+    from .planner import load_model_and_processor, resolve_model
+
+    src_p, dst_p = Path(src).expanduser(), Path(dst).expanduser()
+    if not src_p.is_dir():
+        raise RestoreAgentError(f"{src}: not a planner folder")
+    base, adapter = resolve_model(str(src_p))
+    if adapter is None:
+        raise RestoreAgentError(f"{src}: has no LoRA adapter to merge (it is already a full planner)")
+    s, d = src_p.resolve(), dst_p.resolve()
+    if d == s or s in d.parents:
+        raise RestoreAgentError(f"{dst}: the merged planner must go to another folder than {src} (and not inside it)")
+    if dst_p.exists() and (not dst_p.is_dir() or any(dst_p.iterdir())) and not overwrite:
+        raise RestoreAgentError(f"{dst} already exists; pick another folder or replace it (--force)")
+    meta = read_meta(adapter) or read_meta(src_p)
+    tmp = dst_p.with_name(dst_p.name + ".merging")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        net, processor = load_model_and_processor(base, adapter, merge=True)
+        net.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        meta = {"version": META_VERSION, **{k: v for k, v in meta.items() if k != "version"}, "merged_from": str(src)}
+        (tmp / PLANNER_META).write_text(json.dumps(meta, indent=2) + "\n")
+        if dst_p.exists():
+            shutil.rmtree(dst_p) if dst_p.is_dir() else dst_p.unlink()
+        tmp.rename(dst_p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst_p
+
+
 # --------------------------------------------------------------------------------------------
 # command line: `restoreagent planner extend` and `python -m restoreagent.planners.vlm.extend`
 # --------------------------------------------------------------------------------------------
@@ -322,6 +359,17 @@ def add_planner_parser(sub) -> None:
     _add_extend_arguments(e)
     e.add_argument("-o", "--output", required=True, metavar="DST", help="where to write the extended planner")
     e.set_defaults(func=cmd_extend)
+    m = psub.add_parser("merge", help="write a LoRA-trained planner folder (base + adapter/) as full weights")
+    m.add_argument("source", metavar="SRC", help="planner folder with an adapter/ (never modified)")
+    m.add_argument("-o", "--output", required=True, metavar="DST", help="where to write the merged planner")
+    m.add_argument("--force", action="store_true", help="replace DST when it exists")
+    m.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args) -> int:
+    dst = merge_planner(args.source, args.output, overwrite=args.force)
+    print(f"wrote {dst}: {args.source} with its LoRA adapter merged into the weights")
+    return 0
 
 
 def main(argv=None) -> int:

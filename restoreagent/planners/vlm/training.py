@@ -474,7 +474,7 @@ def prepare_base(planner_cfg, run_dir: Path) -> tuple[str, dict]:
     model, adapter = resolve_model(_get(planner_cfg, "model", None))
     if adapter is not None:
         raise RestoreAgentError(
-            f"{model}: continuing from a LoRA adapter is not supported yet; merge it first"
+            f"{model}: continuing from a LoRA adapter is not supported; merge it first (restoreagent planner merge SRC -o DST)"
         )
     if _get(planner_cfg, "extend_vocabulary", True):
         extended = extend_base(model, planner_cfg, run_dir)
