@@ -34,7 +34,7 @@ from .plan import Plan
 from .planners import PlanRequest, get_planner, planner_names
 from .scoring import Scorer
 from .search import exhaustive_search, search_result_from_json
-from .tasks import physical_order
+from .tasks import physical_order, tasks_for
 
 # RestoreAgent's test combinations (anchors.md).
 RESTOREAGENT_COMBOS = [
@@ -135,10 +135,13 @@ def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | N
     return out
 
 
-def _sample_key(sample: dict, crop, toolset_names: str, metrics) -> str:
-    key = json.dumps(
-        [str(sample["image"]), sample["combo"], sample["seed"], crop, toolset_names, list(metrics)]
-    )
+def _sample_key(sample: dict, crop, metrics) -> str:
+    """Names a sample's cached search: its image, degradations, seed, crop, metrics and the candidate
+    tools of its tasks (tools of other tasks joining the catalogue do not invalidate it)."""
+    from .search import default_toolset
+
+    toolset = default_toolset(tasks_for(sample["combo"]))
+    key = json.dumps([str(sample["image"]), sample["combo"], sample["seed"], crop, toolset, list(metrics)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -274,7 +277,6 @@ def planner_fingerprint(name: str, planner) -> str:
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from .tools.registry import available_tools
 
     files = list_images(cfg.images, recursive=False)
     combos = parse_combos(Path(cfg.combos_file).read_text(), cfg.combos_file) if cfg.combos_file else None
@@ -291,12 +293,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             loaded[base] = get_planner(base[0], **({"model": path} if path else {}))
         planners[name] = loaded[base]
     fingerprints = {name: planner_fingerprint(name, p) for name, p in planners.items()}
-    toolset_names = ",".join(s.name for s in available_tools())
     rows = []
     bar = tqdm(sample_plan(cfg, files, combos), desc="bench", unit="sample", disable=not progress)
     for sample in bar:
         clean, degraded, record = prepare_sample(sample, cfg.crop)
-        stem = f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, toolset_names, scorer.metrics)}"
+        stem = f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, scorer.metrics)}"
         cache = out / "samples" / f"{stem}.json"
         if cache.exists():
             search = search_result_from_json(json.loads(cache.read_text()))

@@ -544,3 +544,19 @@ def test_bench_benchmarks_a_planner_from_another_folder(bench_env, monkeypatch, 
         check_planner_names([f"random@{folder}"])
     with pytest.raises(UnknownNameError):
         check_planner_names([f"llava@{folder}"])
+
+
+def test_bench_search_cache_follows_the_tools_of_the_samples_tasks(bench_env, monkeypatch):
+    """A tool joining another task keeps the cached searches; one joining a searched task redoes them."""
+    from restoreagent.bench import run_bench
+
+    counts = bench_env["counts"]
+    run_bench(_bench_cfg(bench_env, ("oracle",)), progress=False)
+    assert counts["search"] == 2
+    tools = {**BENCH_TOY, "dehaze": ["some_dehazer"]}
+    monkeypatch.setattr("restoreagent.search.tools_for_task", lambda task: list(tools.get(task, [])))
+    run_bench(_bench_cfg(bench_env, ("oracle",)), progress=False)
+    assert counts["search"] == 2  # no sample needs dehaze
+    tools["denoise"] = [*tools["denoise"], "ag_offset"]
+    run_bench(_bench_cfg(bench_env, ("oracle",)), progress=False)
+    assert counts["search"] == 4  # both samples denoise: their searches are redone
