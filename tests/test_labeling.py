@@ -526,3 +526,31 @@ def test_hydra_recipe_builds_labeled_and_sft(images, tmp_path):
     assert (tmp_path / "d" / "labeled" / "README.md").exists() and (tmp_path / "d" / "sft" / "dataset_dict.json").exists()
     script = textwrap.dedent((ROOT / "data_gen" / "label.py").read_text())
     assert "run_recipe" in script and 'config_path="../configs/data"' in script
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"combos_file": "configs/bench/restoreagent_combos.txt"},
+        {"min_degradations": 2, "max_degradations": 3, "degradations": ["noise", "jpeg", "haze"], "crop_mode": "center"},
+    ],
+)
+def test_card_command_remakes_the_same_configuration(monkeypatch, extra):
+    """The command a card prints parses back to the configuration that made the dataset."""
+    import shlex
+    from dataclasses import asdict
+
+    from restoreagent.cli import main
+    from restoreagent.labeling.card import label_command
+    from restoreagent.labeling.labeler import LabelConfig
+
+    lc = {**asdict(LabelConfig(images=("a/photos", "b/more"), out="data/x", samples=40, seed=3, crop=96)), **extra}
+    got = {}
+    monkeypatch.setattr("restoreagent.labeling.labeler.label_dataset", lambda cfg, progress: got.setdefault("cfg", cfg) and {"computed": 0, "units_per_second": 0.0})
+    argv = shlex.split(label_command(lc))
+    assert argv[:2] == ["restoreagent", "label"]
+    main(argv[1:])
+    cfg = asdict(got["cfg"])
+    for key in ("images", "out", "samples", "seed", "crop", "crop_mode", "combos_file", "min_degradations", "max_degradations"):
+        assert tuple(cfg[key]) == tuple(lc[key]) if isinstance(lc[key], list | tuple) else cfg[key] == lc[key], key
+    assert (cfg["degradations"] and list(cfg["degradations"])) == (lc["degradations"] or None)

@@ -182,11 +182,12 @@ def labeled_card(path) -> tuple[str, bytes | None]:
         + (" (from a combinations file)" if cfg.get("combos") else ""),
         f"- clean images: {cfg.get('images', {}).get('files')} files in {', '.join(cfg.get('images', {}).get('folders', []))} (referenced, not copied)",
         f"- metrics in the balanced score: {', '.join(cfg.get('metrics', []))}",
-        f"- degradations drawn from: {', '.join(cfg.get('degradations', []))}",
-        "- command: `restoreagent label --images "
-        + " ".join(lc.get("images", []))
-        + f" --out {lc.get('out')} --samples {lc.get('samples')} --seed {lc.get('seed')} --crop {lc.get('crop') or 0}`"
-        + " (add --workers K or --backend ray to go faster; the result is the same)",
+        (
+            f"- combinations: {'; '.join(' + '.join(c) for c in cfg['combos'])}"
+            if cfg.get("combos")
+            else f"- degradations drawn from: {', '.join(cfg.get('degradations', []))}"
+        ),
+        f"- command: `{label_command(lc)}` (add --workers K or --backend ray to go faster; the result is the same)",
         "",
         "Toolset (candidate tools per task):",
         "",
@@ -256,6 +257,25 @@ LABELED_COLUMNS = {
     "search_seconds": "time of the search (varies between runs)",
     "seconds": "time of the whole sample (varies between runs)",
 }
+
+
+def label_command(lc: dict) -> str:
+    """The `restoreagent label` command line that makes (and resumes) the dataset of config ``lc``."""
+    parts = ["restoreagent label --images", *lc.get("images", []), f"--out {lc.get('out')}",
+             f"--samples {lc.get('samples')} --seed {lc.get('seed')} --crop {lc.get('crop') or 0}"]
+    if lc.get("crop_mode", "random") != "random":
+        parts.append(f"--crop-mode {lc['crop_mode']}")
+    if lc.get("combos_file"):
+        parts.append(f"--combos {lc['combos_file']}")
+    else:
+        parts.append(f"--min-degradations {lc.get('min_degradations', 1)} --max-degradations {lc.get('max_degradations', 4)}")
+        if lc.get("degradations"):
+            parts.append(f"--degradations {','.join(lc['degradations'])}")
+    if lc.get("toolset") is not None:
+        parts.append("--toolset FILE")  # given as a mapping: see manifest.json's config.toolset
+    if lc.get("metrics"):
+        parts.append(f"--metrics {','.join(lc['metrics'])}")
+    return " ".join(parts)
 
 
 def write_labeled_card(path) -> None:
