@@ -348,6 +348,11 @@ def test_train_app_runs_saves_and_resumes(tmp_path, examples):
     cfg2 = {**cfg, "resume": True, "train": {**cfg["train"], "max_steps": 3}}
     summary2 = train(cfg2)
     assert summary2["steps"] == 3
+    from restoreagent.planners.vlm.training import resolve_resume
+
+    # resume=auto: the last checkpoint when there is one, else a fresh start (scripts re-run safely)
+    assert resolve_resume({**cfg, "resume": "auto"})[1].name == "step_0000003"
+    assert resolve_resume({**cfg, "resume": "auto", "output_dir": str(tmp_path / "fresh")})[1] is None
     planner = VLMPlanner(str(tmp_path / "exported"), tools=INSTALLED)
     assert _valid(planner.plan(PlanRequest(image=examples[0]["image"])))
 

@@ -637,9 +637,11 @@ def resolve_resume(cfg: dict) -> tuple[dict, Path | None]:
     run_dir = Path(cfg["output_dir"])
     ck = (
         Path(resume)
-        if isinstance(resume, str) and resume not in ("true", "True", "last")
+        if isinstance(resume, str) and resume not in ("true", "True", "last", "auto")
         else _latest_checkpoint(run_dir)
     )
+    if resume == "auto" and (ck is None or not (ck / "state.json").is_file()):
+        return cfg, None  # auto: resume when there is a checkpoint, else start (scripts re-run safely)
     if ck is None or not (ck / "state.json").is_file():
         raise RestoreAgentError(f"resume: no checkpoint found under {run_dir / 'checkpoints'}")
     saved = _load_yaml(ck / "config.yaml")
