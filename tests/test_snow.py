@@ -209,16 +209,16 @@ def test_desnow_catalogue_and_recipes(monkeypatch):
     from restoreagent.tools.registry import spec, tools_for_task
 
     monkeypatch.delenv("RESTOREAGENT_ALL_TOOLS", raising=False)
-    assert spec("desnow_light").candidate and not spec("desnow_heavy").candidate
-    assert tools_for_task("desnow") == ["desnow_light"]
+    # the learned tool beats both classical variants at every severity: they are reserve tools
+    assert spec("unet_desnow").candidate and not spec("desnow_light").candidate and not spec("desnow_heavy").candidate
+    assert tools_for_task("desnow") == ["unet_desnow"]
     steps = fixed_recipe({"dehaze", "desnow", "brighten", "dejpeg"})  # reverse physical order
-    assert [t for t, _ in steps] == ["dejpeg", "brighten", "desnow", "dehaze"] and steps[2][1] == "desnow_light"
+    assert [t for t, _ in steps] == ["dejpeg", "brighten", "desnow", "dehaze"] and steps[2][1] == "unet_desnow"
     rec = {"chain": [{"name": "snow", "params": {**SNOW, "size": 2.4}}, {"name": "noise", "params": {"sigma": 20.0}}]}
     assert severity_matched_plan(rec).tasks == ("denoise", "desnow")
-    monkeypatch.setenv("RESTOREAGENT_ALL_TOOLS", "1")
-    assert severity_matched_plan(rec).steps[1].tool == "desnow_heavy"
-    rec["chain"][0]["params"]["size"] = 1.1
-    assert severity_matched_plan(rec).steps[1].tool == "desnow_light"
+    assert severity_matched_plan(rec).steps[1].tool == "unet_desnow"
+    monkeypatch.setenv("RESTOREAGENT_ALL_TOOLS", "1")  # the classical variants by severity, when allowed
+    assert severity_matched_plan(rec).steps[1].tool == "unet_desnow"  # listed first: covers the range
 
 
 def test_search_orders_desnow_physically(astronaut_small):
@@ -244,7 +244,7 @@ def test_cli_degrades_with_snow_and_lists_the_tools(tmp_path, astronaut_png, cap
     capsys.readouterr()
     assert main(["tools", "--json", "--task", "desnow"]) == 0
     tools = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
-    assert set(tools) == {"desnow_light", "desnow_heavy"} and all(t["available"] for t in tools.values())
+    assert set(tools) == {"unet_desnow", "desnow_light", "desnow_heavy"} and all(t["available"] for t in tools.values())
 
 
 # ------------------------------------------------------------------ planners
@@ -274,7 +274,7 @@ def test_shipped_planner_vocabulary_treats_desnow_as_a_new_tool():
     tok = AutoTokenizer.from_pretrained(default_planner_dir())
     g = AnswerGrammar(installed_tools())
     con = TokenConstraint(g, token_strings(tok), [tok.eos_token_id])
-    assert "desnow:desnow_light" in con.unnameable_tools()  # warned about, as any new tool
+    assert "desnow:unet_desnow" in con.unnameable_tools()  # warned about, as any new tool
     state = g.advance(g.start(), "saw: noise | plan:")
     allowed = {con.strings[i] for i in con.allowed(state) if i != tok.eos_token_id}
     assert " dejpeg:unet_dejpeg_mild" in allowed or any(s and s.startswith(" ") for s in allowed)
