@@ -33,7 +33,8 @@ from restoreagent.degradations.params import complete_params
 from restoreagent.imageio import center_crop
 from restoreagent.planners.vlm.training import skimage_images
 from restoreagent.quality import DEFAULT_QUALITY_CHECK, QUALITY_CHECKS, resolve_quality_checks
-from restoreagent.tasks import DEGRADATION_FOR_TASK, TASKS
+from restoreagent.tasks import CORE_TASKS as TASKS  # the experiment covers the original eight tasks
+from restoreagent.tasks import DEGRADATION_FOR_TASK
 from restoreagent.tools.registry import available_tools, get_tool
 
 # task -> (parameter, low and high value), inside the generator's sampling ranges

@@ -36,6 +36,7 @@ SEVERITIES = {
     "dejpeg": ("quality", (12, 25, 40)),
     "dehaze": ("beta", (0.8, 1.2, 1.6)),
     "derain": ("intensity", (0.55, 0.7, 0.85)),
+    "desnow": ("size", (1.2, 1.75, 2.3)),
     "brighten": ("gamma", (1.7, 2.0, 2.4)),
     "super_resolve": ("scale", (2, 3, 4)),
 }

@@ -80,7 +80,7 @@ def cmd_tools(args) -> int:
     Console().print(table)
     if any(not s.candidate for s in specs):
         print(
-            "Reserve tools are beaten at every measured severity by another tool of their task; explicit plans "
+            "Reserve tools are beaten by another tool of their task (see the catalogue's comments); explicit plans "
             "may use them, the search and planners do not (RESTOREAGENT_ALL_TOOLS=1 includes them)."
         )
     return 0

@@ -19,7 +19,7 @@ import numpy as np
 
 from .plan import Plan, Step
 from .scoring import Scorer, ZStats, ranking_percent
-from .tasks import TASK_FOR_DEGRADATION, TASKS
+from .tasks import TASK_FOR_DEGRADATION, physical_task_order
 from .tools.registry import get_tool, tools_for_task
 
 
@@ -132,7 +132,7 @@ def exhaustive_search(
     """
     if tasks is None:
         tasks = [TASK_FOR_DEGRADATION[d] for d in degradations]
-    tasks = tuple(sorted(tasks, key=TASKS.index))
+    tasks = tuple(physical_task_order(tasks))
     toolset = default_toolset(tasks, toolset)
     scorer = scorer or Scorer()
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def exhaustive_search(
 
 def naive_search(degraded, clean, tasks, toolset, scorer: Scorer) -> dict[str, dict[str, float]]:
     """Reference implementation: every pipeline from scratch. Used by tests to check the tree."""
-    tasks = tuple(sorted(tasks, key=TASKS.index))
+    tasks = tuple(physical_task_order(tasks))
     out = {}
     for order in itertools.permutations(tasks):
         for tools in itertools.product(*(toolset[t] for t in order)):

@@ -2,15 +2,44 @@
 
 Degradations are what the generator applies; tasks are what tools do. Each degradation is
 undone by exactly one task.
+
+Two orders, kept apart on purpose:
+
+- :data:`DEGRADATIONS` / :data:`TASKS` is the *registration* order. A degradation's index there
+  keys its random streams (:mod:`restoreagent.degradations.chain`), so new degradations are only
+  ever appended: the same seed then gives the same bytes for every chain that existed before.
+- :data:`PHYSICAL_ORDER` is the order in which degradations happen to a photo; chains are
+  applied, and names are sorted, in this order (:func:`physical_order`).
+
+:data:`CORE_DEGRADATIONS` are the ones random sampling draws from (``degrade --random``, the
+benchmark's and the labeler's random combinations). Extensions such as ``snow`` are used only
+where they are named (a chain, a combinations file, an explicit degradation list).
 """
 
 from __future__ import annotations
 
-# Physically plausible order in which degradations happen to a photo:
-# scene (haze, rain) -> capture (low light, blur, low resolution, noise) -> compression (jpeg).
+# Registration order: append only (indices seed the random streams of each degradation).
 DEGRADATIONS: tuple[str, ...] = (
     "haze",
     "rain",
+    "low_light",
+    "motion_blur",
+    "defocus_blur",
+    "low_resolution",
+    "noise",
+    "jpeg",
+    "snow",
+)
+
+# The degradations random sampling draws from: the original eight, in their original order.
+CORE_DEGRADATIONS: tuple[str, ...] = DEGRADATIONS[:8]
+
+# Physically plausible order in which degradations happen to a photo:
+# scene (haze, rain, snow) -> capture (low light, blur, low resolution, noise) -> compression (jpeg).
+PHYSICAL_ORDER: tuple[str, ...] = (
+    "haze",
+    "rain",
+    "snow",
     "low_light",
     "motion_blur",
     "defocus_blur",
@@ -28,22 +57,37 @@ TASK_FOR_DEGRADATION: dict[str, str] = {
     "low_resolution": "super_resolve",
     "noise": "denoise",
     "jpeg": "dejpeg",
+    "snow": "desnow",
 }
 
 DEGRADATION_FOR_TASK: dict[str, str] = {t: d for d, t in TASK_FOR_DEGRADATION.items()}
 
+# Registration order of the tasks (append only, like DEGRADATIONS).
 TASKS: tuple[str, ...] = tuple(TASK_FOR_DEGRADATION[d] for d in DEGRADATIONS)
+
+CORE_TASKS: tuple[str, ...] = tuple(TASK_FOR_DEGRADATION[d] for d in CORE_DEGRADATIONS)
+
+# The tasks in the physical order of the degradations they undo (a canonical order for task sets).
+PHYSICAL_TASK_ORDER: tuple[str, ...] = tuple(TASK_FOR_DEGRADATION[d] for d in PHYSICAL_ORDER)
+
+assert set(PHYSICAL_ORDER) == set(DEGRADATIONS) == set(TASK_FOR_DEGRADATION)
+assert len(PHYSICAL_ORDER) == len(DEGRADATIONS)
 
 
 def physical_order(degradations) -> list[str]:
-    """Sort degradation names into the order they happen to a photo."""
+    """Sort degradation names into the order they happen to a photo (:data:`PHYSICAL_ORDER`)."""
     names = list(degradations)
     unknown = [d for d in names if d not in TASK_FOR_DEGRADATION]
     if unknown:
         from .errors import UnknownNameError
 
-        raise UnknownNameError(f"unknown degradation {unknown[0]!r}; known: {', '.join(DEGRADATIONS)}")
-    return sorted(names, key=DEGRADATIONS.index)
+        raise UnknownNameError(f"unknown degradation {unknown[0]!r}; known: {', '.join(PHYSICAL_ORDER)}")
+    return sorted(names, key=PHYSICAL_ORDER.index)
+
+
+def physical_task_order(tasks) -> list[str]:
+    """Sort task names by the physical order of the degradations they undo."""
+    return sorted(tasks, key=PHYSICAL_TASK_ORDER.index)
 
 
 def tasks_for(degradations) -> list[str]:

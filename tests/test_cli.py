@@ -53,7 +53,7 @@ def test_tools_json_lists_every_task(capsys):
     tools = json.loads(capsys.readouterr().out)
     assert {"name", "task", "kind", "description"} <= set(tools[0])
     tasks = {t["task"] for t in tools if t["available"]}
-    assert tasks == {"denoise", "motion_deblur", "defocus_deblur", "dejpeg", "dehaze", "derain", "brighten", "super_resolve"}
+    assert tasks == {"denoise", "motion_deblur", "defocus_deblur", "dejpeg", "dehaze", "derain", "brighten", "super_resolve", "desnow"}
     for task in tasks:
         assert sum(t["task"] == task for t in tools) >= 2
 

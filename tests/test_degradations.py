@@ -24,9 +24,9 @@ from restoreagent.degradations import (
 )
 from restoreagent.degradations.params import is_int_range
 from restoreagent.errors import RestoreAgentError, UnknownNameError
-from restoreagent.tasks import DEGRADATIONS
+from restoreagent.tasks import CORE_DEGRADATIONS, DEGRADATIONS, physical_order
 
-RANDOM_CONTENT = {"noise", "rain"}
+RANDOM_CONTENT = {"noise", "rain", "snow"}
 
 
 def _small(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -141,6 +141,7 @@ MONOTONE = [
     ("low_resolution", "scale", [2, 3, 4], {}),
     ("rain", "density", [0.001, 0.002, 0.004], {"length": 25, "angle": 85.0, "intensity": 0.7}),
     ("low_light", "scale", [0.6, 0.4, 0.25], {"gamma": 2.0}),
+    ("snow", "density", [0.002, 0.004, 0.008], {"size": 1.75, "angle": 95.0, "intensity": 0.7}),
 ]
 
 
@@ -356,7 +357,7 @@ def test_chain_errors(astro):
     with pytest.raises(RestoreAgentError, match="seed"):
         degrade(astro, "noise", seed=1.5)
     with pytest.raises(UnknownNameError, match="known"):
-        degrade(astro, [{"name": "snow", "params": {}}])
+        degrade(astro, [{"name": "hail", "params": {}}])
     with pytest.raises(RestoreAgentError, match="chain step"):
         degrade(astro, [{"nam": "noise"}])
     with pytest.raises(RestoreAgentError, match="k must be"):
@@ -376,9 +377,9 @@ def test_sample_combination():
         for _ in range(100):
             names = sample_combination(rng, k)
             assert len(names) == k == len(set(names))
-            assert names == sorted(names, key=DEGRADATIONS.index)
+            assert names == physical_order(names)
             seen.update(names)
-    assert seen == set(DEGRADATIONS)
+    assert seen == set(CORE_DEGRADATIONS)  # extensions (snow) are never drawn
     a = sample_combination(np.random.default_rng(3), 3)
     assert a == sample_combination(np.random.default_rng(3), 3)
     for bad in (0, 9, 2.0, True):
@@ -394,10 +395,10 @@ def test_random_k_chains(k, cat):
         assert out.shape == cat.shape and out.dtype == np.float32
         assert 0.0 <= out.min() and out.max() <= 1.0
         assert len(rec["chain"]) == k
-        assert rec["degradations"] == sorted(rec["degradations"], key=DEGRADATIONS.index)
+        assert rec["degradations"] == physical_order(rec["degradations"])
         assert json.loads(json.dumps(rec)) == rec
         assert replay(cat, rec).tobytes() == out.tobytes()
         again, rec_again = degrade(cat, k=k, seed=seed)
         assert again.tobytes() == out.tobytes() and rec_again == rec
         combos.add(tuple(rec["degradations"]))
-    assert len(combos) > 1 or k == len(DEGRADATIONS)
+    assert len(combos) > 1 or k == len(CORE_DEGRADATIONS)

@@ -206,6 +206,7 @@ WIN_CASES = [
     ("unet_sr_x2", {"scale": 2}),
     ("unet_sr_x3", {"scale": 3}),
     ("unet_sr_x4", {"scale": 4}),
+    ("unet_desnow", {"density": 0.005, "size": 1.75, "angle": 90.0, "intensity": 0.7}),
 ]
 
 

@@ -108,6 +108,8 @@ CASES = [
     ({"beta": 1.8, "A": 0.85}, "dcp_dense", 4.0),
     ({"density": 0.001, "length": 20, "angle": 95.0, "intensity": 0.6}, "derain_light", 1.0),
     ({"density": 0.004, "length": 30, "angle": 100.0, "intensity": 0.9}, "derain_heavy", 3.0),
+    ({"density": 0.003, "size": 1.2, "angle": 80.0, "intensity": 0.6}, "desnow_light", 4.0),
+    ({"density": 0.007, "size": 2.3, "angle": 100.0, "intensity": 0.85}, "desnow_heavy", 3.0),
     ({"gamma": 1.6, "scale": 0.4}, "gamma_mild", 10.0),
     ({"gamma": 2.0, "scale": 0.4}, "gamma_mid", 10.0),
     ({"gamma": 2.4, "scale": 0.4}, "gamma_strong", 10.0),

@@ -19,7 +19,7 @@ from restoreagent.errors import RestoreAgentError  # noqa: E402
 from restoreagent.plan import Plan, Step  # noqa: E402
 from restoreagent.planners.base import PlanRequest  # noqa: E402
 from restoreagent.planners.vlm.grammar import AnswerGrammar, TokenConstraint, token_strings  # noqa: E402
-from restoreagent.tasks import DEGRADATIONS, TASKS  # noqa: E402
+from restoreagent.tasks import PHYSICAL_ORDER, TASKS  # noqa: E402
 
 # A made-up toolbox (tool names are not final, so nothing depends on the real catalogue).
 TOOLS = {
@@ -78,7 +78,7 @@ def _valid(answer: Answer, installed=INSTALLED) -> bool:
     tasks = [s.task for s in answer.plan]
     ok = len(set(tasks)) == len(tasks)
     ok &= all(s.tool in installed.get(s.task, []) for s in answer.plan)
-    ok &= list(answer.degradations) == [d for d in DEGRADATIONS if d in answer.degradations]
+    ok &= list(answer.degradations) == [d for d in PHYSICAL_ORDER if d in answer.degradations]
     return ok
 
 

@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import save_file
 
 from restoreagent.cli import main as cli_main
-from restoreagent.tasks import TASKS
+from restoreagent.tasks import CORE_TASKS, TASKS
 from restoreagent.tools import registry
 from restoreagent.zoo import catalog, hub
 from restoreagent.zoo.hub import ChecksumError, ZooError
@@ -188,7 +188,8 @@ def test_shipped_catalogue_is_complete_and_well_formed(monkeypatch):
     monkeypatch.delenv("RESTOREAGENT_ZOO_CATALOG", raising=False)
     models = catalog.load_catalog()
     assert len(models) >= 15
-    assert {m.task for m in models} == set(TASKS)
+    # every core task has published models (extensions such as desnow may have none yet)
+    assert set(CORE_TASKS) <= {m.task for m in models} <= set(TASKS)
     names = [m.name for m in models]
     assert len(names) == len(set(names))
     own = set()

@@ -1,11 +1,12 @@
 """Chains of degradations: apply one, pick a random combination, degrade with a record, replay.
 
 Randomness is split into independent child generators of the seed, keyed by the degradation's
-index ``i`` in :data:`restoreagent.tasks.DEGRADATIONS` (not its position in the chain):
+index ``i`` in :data:`restoreagent.tasks.DEGRADATIONS` (not its position in the chain, nor in the
+physical order; new degradations are appended there, so existing indices never move):
 
-- ``default_rng([seed, 0])``    which degradations (``k`` random ones),
+- ``default_rng([seed, 0])``    which degradations (``k`` random ones, from ``CORE_DEGRADATIONS``),
 - ``default_rng([seed, 1, i])`` the parameters of degradation ``i`` that the caller left out,
-- ``default_rng([seed, 2, i])`` the random content of degradation ``i`` (noise, rain streaks).
+- ``default_rng([seed, 2, i])`` the random content of degradation ``i`` (noise, rain streaks, snowflakes).
 
 So the same seed gives the same bytes, and fixing a parameter, or adding or removing another
 degradation, changes nothing else about a step.
@@ -18,12 +19,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import RestoreAgentError
-from ..tasks import DEGRADATIONS, physical_order
+from ..tasks import CORE_DEGRADATIONS, DEGRADATIONS, physical_order
 from .ops import OPERATORS
 from .params import check_params, complete_params, normalise_name, parse_chain
 
 _STREAM_COMBINATION, _STREAM_PARAMS, _STREAM_CONTENT = 0, 1, 2
-MAX_K = len(DEGRADATIONS)
+# Random combinations draw from the core degradations only (extensions such as snow must be named).
+MAX_K = len(CORE_DEGRADATIONS)
 
 
 def as_image(image) -> np.ndarray:
@@ -51,7 +53,7 @@ def apply_degradation(
 ) -> np.ndarray:
     """Apply one degradation with complete ``params``; ``rng`` drives its random content.
 
-    ``rng`` matters only for ``noise`` and ``rain``; ``None`` means ``default_rng(0)``.
+    ``rng`` matters only for ``noise``, ``rain`` and ``snow``; ``None`` means ``default_rng(0)``.
     Returns float32 (H, W, 3) in [0, 1], the input's shape.
     """
     name = normalise_name(name)
@@ -62,16 +64,17 @@ def apply_degradation(
 
 
 def sample_combination(rng: np.random.Generator, k: int) -> list[str]:
-    """``k`` distinct degradation names drawn uniformly, returned in physical order."""
+    """``k`` distinct names drawn uniformly from :data:`~restoreagent.tasks.CORE_DEGRADATIONS`,
+    returned in physical order (extensions such as ``snow`` are never drawn)."""
     k = _check_k(k)
-    idx = rng.choice(len(DEGRADATIONS), size=k, replace=False)
-    return [DEGRADATIONS[i] for i in sorted(int(i) for i in idx)]
+    idx = rng.choice(len(CORE_DEGRADATIONS), size=k, replace=False)
+    return physical_order(CORE_DEGRADATIONS[int(i)] for i in idx)
 
 
 def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= int(k) <= MAX_K:
         raise RestoreAgentError(
-            f"k must be an integer from 1 to {MAX_K} (the number of degradations), got {k!r}"
+            f"k must be an integer from 1 to {MAX_K} (the number of randomly drawn degradations), got {k!r}"
         )
     return int(k)
 

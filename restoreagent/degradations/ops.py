@@ -1,7 +1,7 @@
-"""The eight degradation operators: float32 RGB (H, W, 3) in [0, 1] -> same shape, clipped.
+"""The degradation operators: float32 RGB (H, W, 3) in [0, 1] -> same shape, clipped.
 
 Each operator takes the image, its complete parameters and a generator for its random content
-(only ``noise`` and ``rain`` use it). The parameters are documented in
+(only ``noise``, ``rain`` and ``snow`` use it). The parameters are documented in
 :mod:`restoreagent.degradations` (``PARAM_RANGES``). Angles are in degrees, counter-clockwise from
 the image's horizontal axis (0 = horizontal, 90 = vertical).
 """
@@ -156,6 +156,76 @@ def rain(image, rng, *, density, length, angle, intensity):
     return 1.0 - (1.0 - image) * (1.0 - r)
 
 
+# Snow layers, far to near: (share of the flakes, radius and streak length relative to ``size``,
+# extra Gaussian blur relative to the radius (depth of field), opacity).
+_SNOW_LAYERS = (
+    (0.60, 0.5, 0.25, 0.75),
+    (0.30, 1.0, 0.30, 0.90),
+    (0.10, 2.0, 0.50, 0.80),
+)
+_SNOW_VEIL = 0.12
+_SNOW_WHITE = 0.96
+
+
+def snow_stamp(radius: float, angle: float, blur: float) -> np.ndarray:
+    """One flake: a soft disc of ``radius`` px smeared by a fall streak of ``1 + 1.5 radius`` px
+    along ``angle`` deg (90 = vertical), blurred by a Gaussian of ``blur`` px; peak 1."""
+    k = disk_kernel(max(radius, 0.5))
+    streak = line_kernel(1.0 + 1.5 * radius, angle)
+    pad = streak.shape[0] // 2 + math.ceil(3 * blur) + 1
+    k = np.pad(k, pad)
+    k = cv2.filter2D(k, -1, streak, borderType=cv2.BORDER_CONSTANT)
+    if blur > 0:
+        k = cv2.GaussianBlur(k, (0, 0), sigmaX=blur, sigmaY=blur, borderType=cv2.BORDER_CONSTANT)
+    k = k / k.max()
+    k[k < 1e-3] = 0.0
+    return _trim(k.astype(np.float32))
+
+
+_SPLAT_CHUNK = 1 << 22  # stamp pixels splatted at once (bounds memory on large images)
+
+
+def snow(image, rng, *, density, size, angle, intensity):
+    """Synthetic falling snow (in the spirit of Snow100K / CSD): a white veil and three flake layers.
+
+    A uniform veil of opacity ``0.12 intensity`` (the far snow, CSD's snow haze), then three
+    layers of flakes, far to near, all alpha-blended toward white: ``I = J (1 - a) + 0.96 a``.
+    ``density * area`` flakes in all (uniform centres over the image plus a margin, so flakes
+    enter from outside the frame), split 60/30/10 % between a far layer of small flakes
+    (radius ``size / 2``), a middle one (``size``) and a near one of large, sparse, out-of-focus
+    flakes (``2 size``, blurred more). A flake (:func:`snow_stamp`) is a soft disc streaked along
+    the fall direction ``angle`` (90 = vertical); its peak opacity is ``intensity`` x the layer's
+    (0.75, 0.9, 0.8) x U(0.6, 1); overlapping flakes add up to an opacity of at most 1.
+    """
+    h, w = image.shape[:2]
+    # Every layer blends toward the same white, so they compose into one opacity A:
+    # 1 - A = (1 - veil) * prod(1 - a_layer), and the image is blended once.
+    keep = np.full((h, w), np.float32(1.0 - _SNOW_VEIL * intensity), np.float32)
+    for share, rel_r, rel_blur, opacity in _SNOW_LAYERS:
+        radius = size * rel_r
+        stamp = snow_stamp(radius, angle, rel_blur * radius)
+        p = stamp.shape[0] // 2
+        hp, wp = h + 2 * p, w + 2 * p
+        n = int(round(density * share * hp * wp))
+        ys = rng.integers(0, hp, n)
+        xs = rng.integers(0, wp, n)
+        vals = rng.uniform(0.6, 1.0, n).astype(np.float32) * np.float32(opacity * intensity)
+        # Splat the stamps (flakes are sparse: cheaper than convolving the whole frame). Centre
+        # (ys, xs) is image pixel (ys - p, xs - p); the canvas starts 2p before the image.
+        dy, dx = np.nonzero(stamp)
+        weights = stamp[dy, dx]
+        wc = wp + 2 * p
+        alpha = np.zeros((hp + 2 * p) * wc)
+        step = max(1, _SPLAT_CHUNK // len(dy))
+        for i in range(0, n, step):
+            idx = (ys[i : i + step, None] + dy) * wc + (xs[i : i + step, None] + dx)
+            alpha += np.bincount(idx.ravel(), (vals[i : i + step, None] * weights).ravel(), minlength=alpha.size)
+        alpha = alpha.reshape(hp + 2 * p, wc)[2 * p : 2 * p + h, 2 * p : 2 * p + w].astype(np.float32)
+        keep *= 1.0 - np.minimum(alpha, np.float32(1.0))
+    keep = keep[..., None]
+    return image * keep + np.float32(_SNOW_WHITE) * (1.0 - keep)
+
+
 def low_light(image, rng, *, gamma, scale):
     """Darkening on the HSV value V = max(R, G, B), hue and saturation kept (as AgenticIR does on V).
 
@@ -195,4 +265,5 @@ OPERATORS = {
     "rain": rain,
     "low_light": low_light,
     "low_resolution": low_resolution,
+    "snow": snow,
 }

@@ -24,6 +24,7 @@ PARAM_RANGES: dict[str, dict[str, tuple]] = {
     "low_resolution": {"scale": (2, 4)},
     "noise": {"sigma": (5.0, 50.0)},
     "jpeg": {"quality": (10, 50)},
+    "snow": {"density": (0.002, 0.008), "size": (1.0, 2.5), "angle": (60.0, 120.0), "intensity": (0.5, 0.9)},
 }
 
 # What a caller may set by hand: wider than the sampling ranges, narrow enough to stay meaningful.
@@ -36,6 +37,7 @@ PARAM_LIMITS: dict[str, dict[str, tuple]] = {
     "low_resolution": {"scale": (1, 16)},
     "noise": {"sigma": (0.0, 255.0)},
     "jpeg": {"quality": (1, 100)},
+    "snow": {"density": (0.0, 0.05), "size": (0.5, 8.0), "angle": (-360.0, 360.0), "intensity": (0.0, 1.0)},
 }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RestoreAgentError
-from ..tasks import DEGRADATIONS, TASK_FOR_DEGRADATION, TASKS, physical_order, tasks_for
+from ..tasks import CORE_DEGRADATIONS, DEGRADATIONS, TASK_FOR_DEGRADATION, TASKS, physical_order, tasks_for
 
 LABEL_FORMAT = 1
 TIMING_COLUMNS = ("search_seconds", "seconds")  # the only columns that differ between identical runs
@@ -443,7 +443,7 @@ def plan_labels(cfg: LabelConfig) -> _Plan:
             raise RestoreAgentError(f"no tool in the toolset for {TASK_FOR_DEGRADATION[lacking[0]]!r} (undoes {lacking[0]})")
         allowed = physical_order(cfg.degradations)
     else:
-        allowed = with_tools
+        allowed = [d for d in with_tools if d in CORE_DEGRADATIONS]  # extensions (snow) only when named
     combos = None
     if cfg.combos_file:
         combos = parse_combos(Path(cfg.combos_file).read_text(), str(cfg.combos_file))

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from ..errors import UnknownNameError
-from ..tasks import TASKS
+from ..tasks import PHYSICAL_TASK_ORDER, TASKS
 
 KINDS = ("classical", "learned", "hub")
 
@@ -128,7 +128,7 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate tool names: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    return tuple(sorted(specs, key=lambda s: (TASKS.index(s.task), s.name)))
+    return tuple(sorted(specs, key=lambda s: (PHYSICAL_TASK_ORDER.index(s.task), s.name)))
 
 
 def _hub_specs() -> list[ToolSpec]:

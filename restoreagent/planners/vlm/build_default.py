@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ...dialogue import QUESTION, ROLLBACK, History, prompt
 from ...plan import Step
-from ...tasks import DEGRADATIONS, TASKS
+from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASKS
 from .view import ViewConfig
 
 PLANNER_META = "restoreagent_planner.json"
@@ -91,7 +91,7 @@ def vocabulary_corpus(tools: dict[str, list[str]]) -> list[str]:
     for s in steps:
         texts.append(prompt(History(done=(s, s), rolled_back=(s, s), last_step=s)))
         texts.append(f"saw: none | plan: {s.text()}, {s.text()}")
-    texts.append("saw: " + ", ".join(DEGRADATIONS) + " | plan: none")
+    texts.append("saw: " + ", ".join(PHYSICAL_ORDER) + " | plan: none")
     for d in DEGRADATIONS:
         texts.append(f"saw: {d}, {d} | plan: none")
     return texts

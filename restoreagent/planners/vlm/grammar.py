@@ -26,7 +26,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 from ...dialogue import ROLLBACK, History
-from ...tasks import DEGRADATIONS, TASK_FOR_DEGRADATION, TASKS
+from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASK_FOR_DEGRADATION, TASKS
 
 NONE = "none"
 SAW = "saw:"
@@ -59,7 +59,7 @@ class AnswerGrammar:
             tools = installed_tools()
         banned_steps = {tuple(s) for s in banned_steps}
         banned_tasks = set(banned_tasks)
-        self.degradations = tuple(d for d in DEGRADATIONS if d in set(degradations))
+        self.degradations = tuple(d for d in PHYSICAL_ORDER if d in set(degradations))
         self.tools = {
             t: tuple(x for x in tools.get(t, ()) if (t, x) not in banned_steps)
             for t in TASKS
@@ -177,7 +177,7 @@ def installed_tools() -> dict[str, list[str]]:
 
 
 def plannable_degradations(tools: Mapping[str, Sequence[str]]) -> list[str]:
-    return [d for d in DEGRADATIONS if tools.get(TASK_FOR_DEGRADATION[d])]
+    return [d for d in PHYSICAL_ORDER if tools.get(TASK_FOR_DEGRADATION[d])]
 
 
 class _Trie:

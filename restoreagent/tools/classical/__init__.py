@@ -10,6 +10,7 @@ tuned to a severity range) that the planners choose between. One module per fami
 - :mod:`.dejpeg`    JPEG re-application at every grid shift for luma, luma-guided chroma
 - :mod:`.dehaze`    dark channel prior with guided-filter transmission
 - :mod:`.derain`    oriented morphological streak removal
+- :mod:`.desnow`    compact-blob flake detection, alpha un-blending, white-veil removal
 - :mod:`.brighten`  global gamma on HSV value with a percentile white point; LIME
 - :mod:`.superres`  iterative back-projection through the down-up operator
 
@@ -23,6 +24,7 @@ from .dehaze import dcp_dehaze
 from .dejpeg import dct_dejpeg
 from .denoise import bm3d_denoise, dct_denoise
 from .derain import streak_derain
+from .desnow import flake_desnow
 from .superres import ibp_sr
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "defocus_deblur",
     "estimate_defocus",
     "estimate_motion",
+    "flake_desnow",
     "gamma_brighten",
     "ibp_sr",
     "lime_brighten",
