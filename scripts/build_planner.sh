@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FROM=${1:-restoreagent/assets/planner}
 SAMPLES=${SAMPLES:-10000}
-SFT_STEPS=${SFT_STEPS:-1500}
+SFT_STEPS=${SFT_STEPS:-1000}
 SNOW_SAMPLES=${SNOW_SAMPLES:-240}
 SNOW_STEPS=${SNOW_STEPS:-400}
 WORKERS=${WORKERS:-2}
@@ -29,7 +29,7 @@ IM="../shared/data/images/urban100_crops ../shared/data/images/sun_hays80 ../sha
 # 1. the default dataset and the SFT stage
 $PY data_gen/label.py samples="$SAMPLES" workers="$WORKERS"
 $PY train/train_planner.py data.source=disk data.path=data/default/sft planner.build=null \
-  planner.model="$FROM" train.max_steps="$SFT_STEPS" train.warmup_steps=50 planner.lr=5.0e-4 \
+  planner.model="$FROM" planner.extend_vocabulary=false train.max_steps="$SFT_STEPS" train.warmup_steps=50 planner.lr=5.0e-4 \
   train.num_threads="$THREADS" train.eval_every=500 train.save_every=250 output_dir=runs/planner/sft resume=auto
 
 # 2. the snow extension (LoRA + replay), merged
