@@ -259,14 +259,27 @@ LABELED_COLUMNS = {
 }
 
 
+def _shown_path(path) -> str:
+    """A path as a user would type it: relative to the working folder when it is near it."""
+    import os
+
+    p = os.path.normpath(str(path))
+    if os.path.isabs(p):
+        rel = os.path.relpath(p)
+        if not rel.startswith(os.path.join("..", "..", "..")):
+            return rel
+    return p
+
+
 def label_command(lc: dict) -> str:
     """The `restoreagent label` command line that makes (and resumes) the dataset of config ``lc``."""
-    parts = ["restoreagent label --images", *lc.get("images", []), f"--out {lc.get('out')}",
+    images = [_shown_path(p) for p in lc.get("images", [])]
+    parts = ["restoreagent label --images", *images, f"--out {_shown_path(lc.get('out'))}",
              f"--samples {lc.get('samples')} --seed {lc.get('seed')} --crop {lc.get('crop') or 0}"]
     if lc.get("crop_mode", "random") != "random":
         parts.append(f"--crop-mode {lc['crop_mode']}")
     if lc.get("combos_file"):
-        parts.append(f"--combos {lc['combos_file']}")
+        parts.append(f"--combos {_shown_path(lc['combos_file'])}")
     else:
         parts.append(f"--min-degradations {lc.get('min_degradations', 1)} --max-degradations {lc.get('max_degradations', 4)}")
         if lc.get("degradations"):
