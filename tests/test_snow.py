@@ -260,10 +260,13 @@ def test_grammar_reports_snow_in_physical_order():
     assert plannable_degradations(tools) == ["rain", "snow", "low_light"]
 
 
-def test_shipped_planner_vocabulary_treats_desnow_as_a_new_tool():
+def test_shipped_planner_was_extended_to_snow_and_only_names_installed_words():
+    """The shipped planner went through the snow extension (new words appended, LoRA, merged): it can
+    name snow and desnow:unet_desnow; the constraint still allows only words of installed tools."""
     from transformers import AutoTokenizer
 
-    from restoreagent.planners.vlm.build_default import default_planner_dir
+    from restoreagent.planners.vlm.build_default import default_planner_dir, read_meta
+    from restoreagent.planners.vlm.extend import EXTENSIONS
     from restoreagent.planners.vlm.grammar import (
         AnswerGrammar,
         TokenConstraint,
@@ -271,14 +274,19 @@ def test_shipped_planner_vocabulary_treats_desnow_as_a_new_tool():
         token_strings,
     )
 
+    meta = read_meta(default_planner_dir())
+    assert any(" snow" in rec["words"] for rec in meta[EXTENSIONS])  # appended by the extension
     tok = AutoTokenizer.from_pretrained(default_planner_dir())
     g = AnswerGrammar(installed_tools())
     con = TokenConstraint(g, token_strings(tok), [tok.eos_token_id])
-    assert "desnow:unet_desnow" in con.unnameable_tools()  # warned about, as any new tool
-    state = g.advance(g.start(), "saw: noise | plan:")
+    assert "desnow:unet_desnow" not in con.unnameable_tools()
+    allowed_saw = {con.strings[i] for i in con.allowed(g.advance(g.start(), "saw:")) if i != tok.eos_token_id}
+    assert " snow" in allowed_saw
+    state = g.advance(g.start(), "saw: snow | plan:")
     allowed = {con.strings[i] for i in con.allowed(state) if i != tok.eos_token_id}
-    assert " dejpeg:unet_dejpeg_mild" in allowed or any(s and s.startswith(" ") for s in allowed)
-    assert not any(s and "snow" in s for s in allowed)
+    assert " desnow:unet_desnow" in allowed
+    # reserve tools are not installed for planning: never offered, though the vocabulary has them
+    assert " desnow:desnow_light" not in allowed
 
 
 def test_answer_metrics_stay_comparable():
