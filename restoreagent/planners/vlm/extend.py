@@ -200,6 +200,30 @@ def unnameable_steps(words: Sequence[str], tools: Mapping[str, Sequence[str]]) -
     return [f"{t}:{x}" for t, xs in tools.items() for x in xs if f" {t}:{x}" in added]
 
 
+def _check_destination(src_p: Path, dst_p: Path, what: str, overwrite: bool) -> None:
+    """``dst`` may be neither ``src`` nor inside it; an existing non-empty ``dst`` needs ``overwrite``."""
+    s, d = src_p.resolve(), dst_p.resolve()
+    if d == s or s in d.parents:
+        raise RestoreAgentError(f"{dst_p}: the {what} planner must go to another folder than {src_p} (and not inside it)")
+    if dst_p.exists() and (not dst_p.is_dir() or any(dst_p.iterdir())) and not overwrite:
+        raise RestoreAgentError(f"{dst_p} already exists; pick another folder or replace it (--force)")
+
+
+def _write_folder(dst_p: Path, fill) -> None:
+    """``fill(tmp)`` writes a folder next to ``dst``, which then replaces ``dst`` in one rename: an
+    interrupted write never leaves a half-written planner at ``dst``."""
+    tmp = dst_p.with_name(dst_p.name + ".writing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fill(tmp)
+        if dst_p.exists():
+            shutil.rmtree(dst_p) if dst_p.is_dir() else dst_p.unlink()
+        tmp.rename(dst_p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def extend_planner(src, dst, tools: Mapping[str, Sequence[str]] | None = None, overwrite: bool = False):
     """Write to ``dst`` a copy of the planner folder ``src`` whose vocabulary covers ``tools``.
 
@@ -217,51 +241,39 @@ def extend_planner(src, dst, tools: Mapping[str, Sequence[str]] | None = None, o
     src_p, dst_p = Path(src).expanduser(), Path(dst).expanduser()
     if not (src_p / "config.json").is_file():
         raise RestoreAgentError(f"{src}: not a planner model folder (no config.json)")
-    s, d = src_p.resolve(), dst_p.resolve()
-    if d == s or s in d.parents:
-        raise RestoreAgentError(
-            f"{dst}: the extended planner must go to another folder than {src} (and not inside it)"
-        )
-    if dst_p.exists() and (not dst_p.is_dir() or any(dst_p.iterdir())) and not overwrite:
-        raise RestoreAgentError(f"{dst} already exists; pick another folder or replace it (--force)")
+    _check_destination(src_p, dst_p, "extended", overwrite)
     tools = merged_tools(catalogue_tools() if tools is None else tools)
     base, adapter = resolve_model(str(src_p))
     meta = (read_meta(adapter) if adapter else {}) or read_meta(src_p)
     tok = AutoTokenizer.from_pretrained(processor_source(base, adapter))
     words = missing_words(tok, tools)
 
-    tmp = dst_p.with_name(dst_p.name + ".extending")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    def fill(tmp: Path) -> None:
         if not words:
             shutil.copytree(src_p, tmp)
-        else:
-            net, processor = load_model_and_processor(base, adapter, merge=True)
-            old_n = len(tokenizer_of(processor))
-            added = extend_vocabulary(net, processor, tools)
-            if added != words:
-                raise RuntimeError(f"extension added {added}, expected {words}")
-            net.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            record = {
-                "source": str(src),
-                "vocab_size_before": old_n,
-                "vocab_size_after": old_n + len(words),
-                "tools": merged_tools(
-                    *({t: [x]} for t, x in (st.split(":", 1) for st in unnameable_steps(words, tools)))
-                ),
-                "words": words,
-            }
-            meta = {"version": META_VERSION, **{k: v for k, v in meta.items() if k != "version"}}
-            meta["tools_at_build"] = merged_tools(meta.get("tools_at_build"), tools)
-            meta[EXTENSIONS] = [*(meta.get(EXTENSIONS) or []), record]
-            (tmp / PLANNER_META).write_text(json.dumps(meta, indent=2) + "\n")
-        if dst_p.exists():
-            shutil.rmtree(dst_p) if dst_p.is_dir() else dst_p.unlink()
-        tmp.rename(dst_p)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            return
+        net, processor = load_model_and_processor(base, adapter, merge=True)
+        old_n = len(tokenizer_of(processor))
+        added = extend_vocabulary(net, processor, tools)
+        if added != words:
+            raise RuntimeError(f"extension added {added}, expected {words}")
+        net.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        record = {
+            "source": str(src),
+            "vocab_size_before": old_n,
+            "vocab_size_after": old_n + len(words),
+            "tools": merged_tools(
+                *({t: [x]} for t, x in (st.split(":", 1) for st in unnameable_steps(words, tools)))
+            ),
+            "words": words,
+        }
+        out = {"version": META_VERSION, **{k: v for k, v in meta.items() if k != "version"}}
+        out["tools_at_build"] = merged_tools(out.get("tools_at_build"), tools)
+        out[EXTENSIONS] = [*(out.get(EXTENSIONS) or []), record]
+        (tmp / PLANNER_META).write_text(json.dumps(out, indent=2) + "\n")
+
+    _write_folder(dst_p, fill)
     return dst_p, words
 
 
@@ -279,26 +291,17 @@ def merge_planner(src, dst, overwrite: bool = False) -> Path:
     base, adapter = resolve_model(str(src_p))
     if adapter is None:
         raise RestoreAgentError(f"{src}: has no LoRA adapter to merge (it is already a full planner)")
-    s, d = src_p.resolve(), dst_p.resolve()
-    if d == s or s in d.parents:
-        raise RestoreAgentError(f"{dst}: the merged planner must go to another folder than {src} (and not inside it)")
-    if dst_p.exists() and (not dst_p.is_dir() or any(dst_p.iterdir())) and not overwrite:
-        raise RestoreAgentError(f"{dst} already exists; pick another folder or replace it (--force)")
+    _check_destination(src_p, dst_p, "merged", overwrite)
     meta = read_meta(adapter) or read_meta(src_p)
-    tmp = dst_p.with_name(dst_p.name + ".merging")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
+
+    def fill(tmp: Path) -> None:
         net, processor = load_model_and_processor(base, adapter, merge=True)
         net.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        meta = {"version": META_VERSION, **{k: v for k, v in meta.items() if k != "version"}, "merged_from": str(src)}
-        (tmp / PLANNER_META).write_text(json.dumps(meta, indent=2) + "\n")
-        if dst_p.exists():
-            shutil.rmtree(dst_p) if dst_p.is_dir() else dst_p.unlink()
-        tmp.rename(dst_p)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        out = {"version": META_VERSION, **{k: v for k, v in meta.items() if k != "version"}, "merged_from": str(src)}
+        (tmp / PLANNER_META).write_text(json.dumps(out, indent=2) + "\n")
+
+    _write_folder(dst_p, fill)
     return dst_p
 
 
