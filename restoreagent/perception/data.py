@@ -46,7 +46,7 @@ class SampleSpec:
     """How samples are drawn (see the module docstring)."""
 
     tile: int = 128
-    p_clean: float = 0.12
+    p_clean: float = 0.15
     max_k: int = 4
     p_snow: float = 0.07
     camera: float = 0.5
