@@ -33,11 +33,19 @@ from .labels import LABELS, SEVERITY_PARAMS, targets_from_record
 
 
 def split_photos(paths, val_fraction: float) -> tuple[list[Path], list[Path]]:
-    """(train, val) by a hash of each file name: stable whatever else is in the folders."""
-    train, val = [], []
-    for p in sorted(Path(x) for x in paths):
-        h = int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (val if h < val_fraction else train).append(p)
+    """(train, val) by a hash of each file name: stable whatever else is in the folders.
+
+    A photo goes to validation when its hash (in [0, 1)) is below ``val_fraction``; with at least
+    two photos and a positive fraction, the one of lowest hash is held out in any case.
+    """
+    def h(p: Path) -> float:
+        return int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0x100000000
+
+    ps = sorted(Path(x) for x in paths)
+    val = [p for p in ps if h(p) < val_fraction]
+    if not val and val_fraction > 0 and len(ps) > 1:
+        val = [min(ps, key=h)]
+    train = [p for p in ps if p not in val]
     return train, val
 
 
