@@ -110,13 +110,21 @@ def stage1_examples(
     k_weights=(0.1, 0.3, 0.3, 0.2, 0.1),
     scale_range=(0.5, 1.0),
     tools=None,
+    camera: float = 0.0,
+    p_snow: float = 0.0,
+    targets: str = "fixed",
 ):
     """Yield ``n`` stage-1 examples (dicts with PNG bytes) made from clean ``images``.
 
     ``images``: paths or float arrays. ``k_weights[k]`` is the probability of k degradations.
-    Example ``i`` depends only on ``(seed, i)``, so sets are reproducible and extendable.
+    ``camera``: probability of camera-realism parameters per degradation (``degrade(camera=)``);
+    ``p_snow``: probability of adding the ``snow`` extension. ``targets``: ``fixed`` (the fixed
+    recipe) or ``severity`` (its tools matched to the recorded severity,
+    :func:`restoreagent.planners.baselines.severity_matched_plan`).
+    Example ``i`` depends only on ``(seed, i)``, so sets are reproducible and extendable
+    (the defaults give the bytes they always gave).
     """
-    from ...degradations import degrade
+    from ...degradations import degrade, sample_combination
     from ...imageio import load_image
     from .grammar import installed_tools
 
@@ -130,18 +138,30 @@ def stage1_examples(
         j = int(rng.integers(len(images)))
         src = images[j]
         img = load_image(src) if isinstance(src, str | Path) else src
-        img = _random_crop(img, rng, crop, scale_range)
+        size = int(rng.choice(crop)) if isinstance(crop, list | tuple) else crop  # a list: one size per example
+        img = _random_crop(img, rng, size, scale_range)
         k = int(rng.choice(len(p), p=p))
-        if k > 0:
+        snow = p_snow > 0 and rng.random() < p_snow
+        if k > 0 or snow:
             dseed = int(rng.integers(2**31))
-            img, record = degrade(img, k=k, seed=dseed)
+            if snow:
+                names = sample_combination(np.random.default_rng([dseed, 0]), k) if k else []
+                img, record = degrade(img, chain=[*names, "snow"], seed=dseed, camera=camera)
+            else:
+                img, record = degrade(img, k=k, seed=dseed, camera=camera)
             record = {**record, "source": str(src) if isinstance(src, str | Path) else f"array{j}"}
         else:
             record = {"seed": None, "chain": [], "degradations": [], "source": str(src)}
+        if targets == "severity":
+            from ..baselines import severity_matched_plan
+
+            target = Answer(tuple(record["degradations"]), severity_matched_plan(record)).text()
+        else:
+            target = stage1_target(record["degradations"], tools)
         yield {
             "image": {"bytes": _png(img), "path": None},
             "prompt": QUESTION,
-            "target": stage1_target(record["degradations"], tools),
+            "target": target,
             "scenario": STAGE1,
             "record": json.dumps(record),
         }
@@ -203,6 +223,11 @@ def build_stage1_dataset(
     DatasetDict(parts).save_to_disk(str(out))
     shutil.rmtree(cache, ignore_errors=True)
     return out
+
+
+def _crop_sizes(crop):
+    """``data.stage1.crop``: one size, or a list of sizes drawn per example."""
+    return tuple(int(c) for c in crop) if isinstance(crop, list | tuple) or hasattr(crop, "__len__") else int(crop)
 
 
 def _is_arrays(images) -> bool:
@@ -718,9 +743,12 @@ def train(cfg) -> dict:
                 s1.get("val_images"),
                 int(s1.get("n_val", 200)),
                 seed=int(s1.get("seed", 0)),
-                crop=int(s1.get("crop", 256)),
+                crop=_crop_sizes(s1.get("crop", 256)),
                 k_weights=tuple(s1.get("k_weights", (0.1, 0.3, 0.3, 0.2, 0.1))),
                 tools=dict(pcfg["tools"]) if pcfg.get("tools") else None,
+                camera=float(s1.get("camera", 0.0)),
+                p_snow=float(s1.get("p_snow", 0.0)),
+                targets=str(s1.get("targets", "fixed")),
             )
         accelerator.wait_for_everyone()
     train_ds, val_ds = load_splits(
@@ -743,6 +771,8 @@ def train(cfg) -> dict:
     if not main:
         base, meta = prepare_base(pcfg, run_dir)
     view = ViewConfig(**(pcfg.get("view") or meta.get("view") or {"layout": "none"}))
+    from . import perception_tower  # noqa: F401 - registers the detector as a vision model type
+
     processor = AutoProcessor.from_pretrained(base, **(pcfg.get("processor_kwargs") or {}))
     dtype = getattr(torch, pcfg.get("dtype", "float32"))
     net = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
