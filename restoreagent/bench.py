@@ -21,7 +21,7 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,12 @@ from .degradations import degrade, sample_combination
 from .errors import RestoreAgentError, UnknownNameError
 from .executor import execute
 from .imageio import atomic_write_text, center_crop, list_images, load_image
+from .jobs.bench import BenchConfig
 from .plan import Plan
 from .planners import PlanRequest, get_planner, planner_names
 from .scoring import Scorer
 from .search import exhaustive_search, search_result_from_json
-from .tasks import physical_order, tasks_for
+from .tasks import parse_combos, tasks_for
 
 # RestoreAgent's test combinations (anchors.md).
 RESTOREAGENT_COMBOS = [
@@ -79,39 +80,6 @@ def check_planner_names(names) -> None:
                 raise RestoreAgentError(f"{name}: planner folder {path!r} does not exist")
     if len(set(names)) != len(names):
         raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
-
-
-@dataclass
-class BenchConfig:
-    images: str
-    out: str
-    samples: int = 50
-    seed: int = 0
-    planners: tuple[str, ...] = ("random", "fixed", "oracle")
-    combos_file: str | None = None
-    crop: int | None = 128
-    metrics: tuple[str, ...] | None = None  # None: psnr, ssim (+ lpips, dists when present)
-    max_degradations: int = 4
-
-
-def parse_combos(text: str, source: str = "combos") -> list[list[str]]:
-    """One combination per line, written like ``noise + jpeg``; '#' starts a comment."""
-    combos = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        names = [x.strip() for x in line.split("+")]
-        try:
-            names = physical_order(names)
-        except RestoreAgentError as e:
-            raise RestoreAgentError(f"{source}:{n}: {e}") from None
-        if len(set(names)) != len(names):
-            raise RestoreAgentError(f"{source}:{n}: a degradation appears twice in {line!r}")
-        combos.append(names)
-    if not combos:
-        raise RestoreAgentError(f"{source}: no combinations in the file")
-    return combos
 
 
 def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | None) -> list[dict]:

@@ -11,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from .config import add_arguments, from_args
 from .errors import RestoreAgentError
+from .jobs.bench import BenchConfig
 
 
 def _add_degrade(sub):
@@ -203,46 +205,20 @@ def cmd_plan(args) -> int:
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
-    p.add_argument("--images", required=True, help="folder of clean images")
-    p.add_argument("--samples", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--planners",
-        default="random,fixed,oracle",
-        help="comma list of random, fixed, oracle, vlm (one-shot) and vlm_stepwise (the VLM re-planning "
-        "after every step with rollback, as `run --auto --stepwise`); vlm@FOLDER or vlm_stepwise@FOLDER for a planner saved elsewhere",
-    )
-    p.add_argument("--combos", metavar="FILE", help="one combination per line, e.g. 'noise + jpeg'")
-    p.add_argument("--crop", type=int, default=128, metavar="PX", help="centre crop size (0: whole image)")
-    p.add_argument(
-        "--metrics", default="auto", help="comma list of psnr,ssim,lpips,dists (auto: those available)"
-    )
-    p.add_argument("--out", required=True, help="output folder (results.json, results.md, cached searches)")
+    add_arguments(p, BenchConfig)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
-    from .bench import BenchConfig, check_planner_names, run_bench
+    from .bench import check_planner_names, results_markdown, run_bench
 
-    planners = tuple(p.strip() for p in args.planners.split(",") if p.strip())
-    check_planner_names(planners)
-    if args.samples < 1:
+    cfg = from_args(BenchConfig, args)
+    check_planner_names(cfg.planners)
+    if cfg.samples < 1:
         raise RestoreAgentError("--samples must be at least 1")
-    cfg = BenchConfig(
-        images=args.images,
-        out=args.out,
-        samples=args.samples,
-        seed=args.seed,
-        planners=planners,
-        combos_file=args.combos,
-        crop=args.crop or None,
-        metrics=None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(",")),
-    )
     result = run_bench(cfg)
-    from .bench import results_markdown
-
     print(results_markdown(result))
-    print(f"wrote {Path(args.out) / 'results.json'} and results.md")
+    print(f"wrote {Path(cfg.out) / 'results.json'} and results.md")
     return 0
 
 

@@ -13,7 +13,9 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..plan import parse_plan
 from ..scoring import ranking_percent
+from .records import SCENARIO_HELP
 from .shards import data_files, read_manifest, write_card_files
 
 _STAT_COLUMNS = [
@@ -25,8 +27,6 @@ _STAT_COLUMNS = [
 def labeled_stats(path) -> dict:
     """Aggregate statistics of a labeled dataset (streams shard by shard)."""
     import pyarrow.parquet as pq
-
-    from ..plan import parse_plan
 
     combos = defaultdict(lambda: {"n": 0, "cands": 0, "calls": 0, "naive": 0})
     by_n = defaultdict(lambda: {"n": 0, "cands": [], "calls": [], "naive": [], "search_s": [], "sample_s": [], "fixed_best": 0, "fixed_rank": []})
@@ -314,8 +314,6 @@ def sft_card(path, stats: dict, config: dict, examples: list[dict], png: bytes |
         "| scenario | examples | share | what it teaches |",
         "|---|---|---|---|",
     ]
-    from .sft import SCENARIO_HELP
-
     for s, help_ in SCENARIO_HELP.items():
         c = stats["scenarios"].get(s, 0)
         lines.append(f"| {s} | {c} | {_pct(c / total)} | {help_} |")

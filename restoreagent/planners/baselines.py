@@ -11,7 +11,8 @@ import yaml
 from ..dialogue import Answer
 from ..errors import RestoreAgentError
 from ..plan import Plan
-from ..tasks import TASK_FOR_DEGRADATION
+from ..tasks import DEGRADATION_FOR_TASK, TASK_FOR_DEGRADATION
+from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import tools_for_task
 from .base import PlanRequest
 
@@ -36,29 +37,6 @@ class RandomPlanner:
             tools = tools_for_task(t)
             steps.append((t, tools[int(rng.integers(len(tools)))]))
         return Answer(tuple(request.degradations), Plan.of(steps))
-
-
-@functools.cache
-def _recipe() -> dict:
-    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("fixed_recipe.yaml").read_text())
-
-
-def fixed_recipe(tasks, tools=None) -> list[tuple[str, str]]:
-    """The fixed expert recipe's (task, tool) steps for these tasks, in the recipe's order.
-
-    The tool is the first preferred name that is installed, else the first installed tool.
-    ``tools`` (task -> names) replaces the registry's installed tools; tasks without one are skipped.
-    """
-    raw = _recipe()
-    steps = []
-    for task in raw["order"]:
-        if task in tasks:
-            installed = list(tools.get(task, ())) if tools is not None else tools_for_task(task)
-            if not installed:
-                continue
-            preferred = [t for t in raw["tools"].get(task) or [] if t in installed]
-            steps.append((task, (preferred or installed)[0]))
-    return steps
 
 
 class FixedPlanner:
@@ -92,8 +70,6 @@ def severity_matched_plan(record: dict) -> Plan:
     A teacher for the planner's first training stage: it needs the degradation record (truth), so it is
     not a planner for unseen images; the learned planner has to infer severity from pixels.
     """
-    from ..tasks import DEGRADATION_FOR_TASK
-
     params = {c["name"]: c["params"] for c in record["chain"]}
     ranges = _severity_ranges()
     steps = []

@@ -12,7 +12,7 @@ def add_zoo_parser(sub) -> None:
     p = sub.add_parser(
         "zoo",
         help="published restoration models: list, download (checked), verify",
-        description="Published models pinned by URL and SHA-256 (restoreagent/zoo/catalog.yaml). A downloaded "
+        description="Published models pinned by URL and SHA-256 (restoreagent/zoo/models.yaml). A downloaded "
         "model is a tool like any other (`restoreagent tools`). Cache: $RESTOREAGENT_CACHE or "
         "~/.cache/restoreagent/zoo; offline: RESTOREAGENT_OFFLINE=1 or HF_HUB_OFFLINE=1.",
     )
@@ -48,8 +48,8 @@ def add_zoo_parser(sub) -> None:
 def _status(model) -> str:
     import importlib.util
 
-    from .catalog import LOADERS
     from .hub import is_cached
+    from .models import LOADERS
 
     missing = [m for m in LOADERS[model.loader] + model.requires if importlib.util.find_spec(m) is None]
     state = "cached" if is_cached(model) else "not downloaded"
@@ -58,11 +58,11 @@ def _status(model) -> str:
 
 def cmd_list(args) -> int:
     from ..tasks import TASKS
-    from .catalog import load_catalog, markdown_table
+    from .models import load_models, markdown_table
 
     if args.task and args.task not in TASKS:
         raise RestoreAgentError(f"unknown task {args.task!r}; tasks: {', '.join(TASKS)}")
-    models = [m for m in load_catalog() if not args.task or m.task == args.task]
+    models = [m for m in load_models() if not args.task or m.task == args.task]
     if args.markdown:
         print(markdown_table(models))
         return 0
@@ -85,8 +85,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .catalog import get_model
-    from .hub import download
+    from .models import download, get_model
 
     if args.source and len(args.names) != 1:
         raise RestoreAgentError("--from takes exactly one NAME")
@@ -103,7 +102,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .hub import verify
+    from .models import verify
 
     results = verify(args.names or None)
     bad = 0
@@ -130,8 +129,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_path(args) -> int:
-    from .catalog import get_model
     from .hub import cache_dir, cached_path
+    from .models import get_model
 
     print(cached_path(get_model(args.name)) if args.name else cache_dir())
     return 0

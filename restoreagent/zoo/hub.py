@@ -20,7 +20,6 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RestoreAgentError
@@ -111,7 +110,7 @@ def _progress(total, desc, enabled):
     )
 
 
-def _fetch_verified(model, source: str, *, allow_network: bool, progress: bool) -> Path:
+def fetch_verified(model, source: str, *, allow_network: bool, progress: bool) -> Path:
     """Stream ``source`` into the cache while hashing; keep it only if the SHA-256 matches."""
     target = cached_path(model)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,64 +148,3 @@ def _fetch_verified(model, source: str, *, allow_network: bool, progress: bool) 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-@dataclass(frozen=True)
-class Fetched:
-    model: object
-    path: Path
-    action: str  # "downloaded", "copied", "cached"
-
-
-def download(name: str, source: str | None = None, *, progress: bool = True) -> Fetched:
-    """Put catalogue model ``name``'s file in the cache, checked against its SHA-256.
-
-    ``source`` (a path or URL) replaces the catalogue URL, e.g. a file fetched on another
-    machine; it is checked the same way. A file already in the cache is re-hashed and kept when
-    it matches (replaced when it does not).
-    """
-    from .catalog import get_model
-
-    model = get_model(name)
-    target = cached_path(model)
-    if source is None and target.is_file() and sha256_file(target) == model.sha256:
-        return Fetched(model, target, "cached")
-    if source is None:
-        if offline():
-            raise ZooError(
-                f"{model.name}: offline mode ({'/'.join(OFFLINE_ENVS)}) and {model.file_name} is not in the cache; "
-                f"fetch {model.url} elsewhere, then `restoreagent zoo download {model.name} --from FILE` "
-                f"(or copy it to {target})"
-            )
-        return Fetched(
-            model, _fetch_verified(model, model.url, allow_network=True, progress=progress), "downloaded"
-        )
-    path = _fetch_verified(model, source, allow_network=not offline(), progress=progress)
-    return Fetched(model, path, "copied")
-
-
-@dataclass(frozen=True)
-class Verified:
-    model: object
-    path: Path
-    status: str  # "ok", "missing", "mismatch"
-    digest: str | None = None
-
-
-def verify(names=None) -> list[Verified]:
-    """Re-hash the cached files of the named models (default: every catalogue model)."""
-    from .catalog import get_model, load_catalog
-
-    models = [get_model(n) for n in names] if names else list(load_catalog())
-    hashes: dict[Path, str] = {}
-    out = []
-    for m in models:
-        path = cached_path(m)
-        if not path.is_file():
-            out.append(Verified(m, path, "missing"))
-            continue
-        if path not in hashes:
-            hashes[path] = sha256_file(path)
-        digest = hashes[path]
-        out.append(Verified(m, path, "ok" if digest == m.sha256 else "mismatch", digest))
-    return out

@@ -1,8 +1,8 @@
-"""The catalogue of published models (``restoreagent/zoo/catalog.yaml``) and its tool specs.
+"""The catalogue of published models (``restoreagent/zoo/models.yaml``) and its tool specs.
 
 Each entry pins one weight file by URL and SHA-256 and says which task it serves and how it is
 loaded. Extra catalogues (your own pinned models, or test fixtures) are YAML files of the same
-form listed in ``$RESTOREAGENT_ZOO_CATALOG`` (separated by ``os.pathsep``); they may also use
+form listed in ``$RESTOREAGENT_ZOO_MODELS`` (separated by ``os.pathsep``); they may also use
 ``file://`` and ``http://`` URLs.
 
 Every entry becomes a registry tool of kind ``hub`` (:func:`hub_tool_specs`), listed by
@@ -21,10 +21,13 @@ from pathlib import Path
 
 import yaml
 
+from ..catalog.spec import ToolSpec
 from ..errors import RestoreAgentError, UnknownNameError
 from ..tasks import TASKS
+from .hub import OFFLINE_ENVS, ZooError, cached_path, fetch_verified, offline, sha256_file
 
-CATALOG_ENV = "RESTOREAGENT_ZOO_CATALOG"
+MODELS_ENV = "RESTOREAGENT_ZOO_MODELS"
+OLD_MODELS_ENV = "RESTOREAGENT_ZOO_MODELS"  # its former name, still read
 BUILDER = "restoreagent.zoo.loader:build_hub_tool"
 # loader name -> python modules it needs (besides those an entry lists in `requires`)
 LOADERS: dict[str, tuple[str, ...]] = {"spandrel": ("spandrel",), "dehazeformer_mct": ()}
@@ -124,21 +127,21 @@ def _read(text: str, origin: str, shipped: bool) -> list[ZooModel]:
     return [_entry(raw, origin, shipped) for raw in data]
 
 
-def extra_catalog_paths() -> list[Path]:
-    value = os.environ.get(CATALOG_ENV, "")
+def extra_model_lists() -> list[Path]:
+    value = os.environ.get(MODELS_ENV, os.environ.get(OLD_MODELS_ENV, ""))
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
 
 
-def load_catalog() -> tuple[ZooModel, ...]:
-    """The shipped catalogue plus those in ``$RESTOREAGENT_ZOO_CATALOG``, validated."""
+def load_models() -> tuple[ZooModel, ...]:
+    """The shipped catalogue plus those in ``$RESTOREAGENT_ZOO_MODELS``, validated."""
     models = _read(
-        resources.files(__package__).joinpath("catalog.yaml").read_text(),
-        "restoreagent/zoo/catalog.yaml",
+        resources.files(__package__).joinpath("models.yaml").read_text(),
+        "restoreagent/zoo/models.yaml",
         True,
     )
-    for path in extra_catalog_paths():
+    for path in extra_model_lists():
         if not path.is_file():
-            raise CatalogError(f"{CATALOG_ENV}: {path} is not a file")
+            raise CatalogError(f"{MODELS_ENV}: {path} is not a file")
         models += _read(path.read_text(), str(path), False)
     names, files = set(), {}
     for m in models:
@@ -151,20 +154,17 @@ def load_catalog() -> tuple[ZooModel, ...]:
 
 
 def get_model(name: str) -> ZooModel:
-    for m in load_catalog():
+    for m in load_models():
         if m.name == name:
             return m
-    known = ", ".join(m.name for m in load_catalog())
+    known = ", ".join(m.name for m in load_models())
     raise UnknownNameError(f"unknown model {name!r}; catalogue: {known}")
 
 
 def hub_tool_specs() -> list:
     """One registry ToolSpec per catalogue model (weights: the absolute cache path)."""
-    from ..tools.registry import ToolSpec
-    from .hub import cached_path
-
     specs = []
-    for m in load_catalog():
+    for m in load_models():
         params = {
             "loader": m.loader,
             "architecture": m.architecture,
@@ -187,13 +187,70 @@ def hub_tool_specs() -> list:
     return specs
 
 
+@dataclass(frozen=True)
+class Fetched:
+    model: object
+    path: Path
+    action: str  # "downloaded", "copied", "cached"
+
+
+def download(name: str, source: str | None = None, *, progress: bool = True) -> Fetched:
+    """Put catalogue model ``name``'s file in the cache, checked against its SHA-256.
+
+    ``source`` (a path or URL) replaces the catalogue URL, e.g. a file fetched on another
+    machine; it is checked the same way. A file already in the cache is re-hashed and kept when
+    it matches (replaced when it does not).
+    """
+    model = get_model(name)
+    target = cached_path(model)
+    if source is None and target.is_file() and sha256_file(target) == model.sha256:
+        return Fetched(model, target, "cached")
+    if source is None:
+        if offline():
+            raise ZooError(
+                f"{model.name}: offline mode ({'/'.join(OFFLINE_ENVS)}) and {model.file_name} is not in the cache; "
+                f"fetch {model.url} elsewhere, then `restoreagent zoo download {model.name} --from FILE` "
+                f"(or copy it to {target})"
+            )
+        return Fetched(
+            model, fetch_verified(model, model.url, allow_network=True, progress=progress), "downloaded"
+        )
+    path = fetch_verified(model, source, allow_network=not offline(), progress=progress)
+    return Fetched(model, path, "copied")
+
+
+@dataclass(frozen=True)
+class Verified:
+    model: object
+    path: Path
+    status: str  # "ok", "missing", "mismatch"
+    digest: str | None = None
+
+
+def verify(names=None) -> list[Verified]:
+    """Re-hash the cached files of the named models (default: every catalogue model)."""
+    models = [get_model(n) for n in names] if names else list(load_models())
+    hashes: dict[Path, str] = {}
+    out = []
+    for m in models:
+        path = cached_path(m)
+        if not path.is_file():
+            out.append(Verified(m, path, "missing"))
+            continue
+        if path not in hashes:
+            hashes[path] = sha256_file(path)
+        digest = hashes[path]
+        out.append(Verified(m, path, "ok" if digest == m.sha256 else "mismatch", digest))
+    return out
+
+
 def markdown_table(models=None) -> str:
     """The catalogue as a Markdown table (model_zoo/README.md is generated from it)."""
     rows = [
         "| name | task | architecture | scale | size | licence | source |",
         "|---|---|---|---|---|---|---|",
     ]
-    for m in models if models is not None else load_catalog():
+    for m in models if models is not None else load_models():
         size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes else "?"
         rows.append(
             f"| `{m.name}` | {m.task} | {m.architecture} | x{m.scale} | {size} | {m.licence} | [{_host(m.source)}]({m.source}) |"

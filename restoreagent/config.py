@@ -1,0 +1,298 @@
+"""Typed job configurations: one dataclass per job is the only home of its defaults and help texts.
+
+Everything else is derived from that dataclass:
+
+- the command-line options of a ``restoreagent`` subcommand (:func:`add_arguments`, :func:`from_args`);
+- the configuration of a script under ``data_gen/``, ``train/`` or ``eval/`` and of a build stage
+  (:func:`load`): the dataclass defaults, then YAML files that hold *overrides only*, then
+  ``key=value`` overrides (OmegaConf dot-list syntax, e.g. ``train.max_steps=5``). A dataclass-typed
+  field can also be set from a named file: ``planner=smolvlm_256m`` merges ``configs/planner/smolvlm_256m.yaml``.
+
+A field declares itself with :func:`option`::
+
+    @dataclass
+    class BenchConfig:
+        samples: int = option(50, "images x combinations measured")
+        crop: int | None = option(128, "centre crop side (0: the whole image)", metavar="PX")
+
+Where the defaults of job X are, and how to run it small: ``docs/architecture.md`` (the table of jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import RestoreAgentError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the repository's configs/ (source checkouts)
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flags: Sequence[str] | None = None,
+    positional: bool = False,
+    metavar: str | None = None,
+    choices: Sequence[str] | None = None,
+    parse: Callable[[str], Any] | None = None,
+    none_word: str | None = None,
+    nargs: bool = False,
+    cli: bool = True,
+    factory: Callable[[], Any] | None = None,
+):
+    """A dataclass field with its help text and how it appears on the command line.
+
+    ``flags``: the option strings (default ``--field-name``); ``positional``: an argument, not an
+    option; ``parse``: turns the command-line string into the value (e.g. reads a file);
+    ``none_word``: the word that means None (``auto``); ``nargs``: a sequence given as several
+    words (default: one comma-separated word); ``cli=False``: not on the command line.
+    """
+    meta = {
+        "help": help,
+        "flags": tuple(flags) if flags else None,
+        "positional": positional,
+        "metavar": metavar,
+        "choices": tuple(choices) if choices else None,
+        "parse": parse,
+        "none_word": none_word,
+        "nargs": nargs,
+        "cli": cli,
+    }
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    if isinstance(default, list | dict | set):
+        raise TypeError("mutable default: use factory=")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def nested(cls: type, help: str = ""):
+    """A field holding another config dataclass (its own defaults)."""
+    return option(help=help, factory=cls, cli=False)
+
+
+# ---- types ---------------------------------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _strip_optional(tp) -> tuple[Any, bool]:
+    """(the type without ``| None``, whether None is allowed)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def _convert(tp, value):
+    """A plain value (from YAML, OmegaConf or JSON) as the annotated type: nested dataclasses built,
+    lists made tuples where the field is a tuple."""
+    tp, _ = _strip_optional(tp)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return build(tp, value)
+    origin = typing.get_origin(tp)
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return tuple(_convert(inner, v) for v in value)
+    if origin is list and isinstance(value, list | tuple):
+        inner = (typing.get_args(tp) or (Any,))[0]
+        return [_convert(inner, v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        inner = (typing.get_args(tp) or (Any, Any))[1]
+        return {k: _convert(inner, v) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def build(cls: type, values: dict | Any):
+    """``cls`` from a mapping of field values (unknown keys are an error naming the known ones)."""
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, dict):
+        raise RestoreAgentError(f"{cls.__name__}: expected a mapping of settings, got {values!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise RestoreAgentError(f"{cls.__name__}: unknown setting {unknown[0]!r}; settings: {', '.join(names)}")
+    return cls(**{k: _convert(hints[k], v) for k, v in values.items()})
+
+
+def to_dict(cfg) -> dict:
+    """A config as plain JSON/YAML data (tuples as lists)."""
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(dataclasses.asdict(cfg))
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+
+def _parse_word(field: dataclasses.Field, tp):
+    meta = field.metadata
+    base, _ = _strip_optional(tp)
+    seq = typing.get_origin(base) in (tuple, list)
+    inner = (typing.get_args(base) or (str,))[0] if seq else base
+    inner = str if inner is Any or inner is Ellipsis else inner
+
+    def parse(text: str):
+        if meta.get("none_word") is not None and text == meta["none_word"]:
+            return None
+        if meta.get("parse"):
+            return meta["parse"](text)
+        if seq and not meta.get("nargs"):
+            return tuple(inner(x.strip()) for x in text.split(",") if x.strip())
+        return inner(text)
+
+    return parse, seq
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[str] = ()) -> None:
+    """Add one command-line option per field of ``cls`` (help texts and defaults from the dataclass)."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if f.name in exclude or not meta.get("cli", True):
+            continue
+        tp = hints[f.name]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        kw: dict[str, Any] = {"help": meta.get("help", "")}
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        if _strip_optional(tp)[0] is bool:
+            parser.add_argument(*(meta.get("flags") or [f"--{f.name.replace('_', '-')}"]), dest=f.name,
+                                action="store_true", **kw)
+            continue
+        parse, seq = _parse_word(f, tp)
+        kw["type"] = parse
+        if seq and meta.get("nargs"):
+            kw.update(nargs="+", action="extend")
+        if meta.get("positional"):
+            parser.add_argument(f.name, **kw)
+            continue
+        shown = default
+        if default is None and meta.get("none_word"):
+            shown = meta["none_word"]
+        elif isinstance(default, tuple):
+            shown = ",".join(map(str, default))
+        if not required and shown is not None and "default" not in kw["help"]:
+            kw["help"] = f"{kw['help']} (default: {shown})".strip()
+        parser.add_argument(*(meta.get("flags") or [f"--{f.name.replace('_', '-')}"]), dest=f.name,
+                            required=required, default=None if required else default, **kw)
+
+
+def from_args(cls: type, args: argparse.Namespace, **extra):
+    """The config a parsed command line describes (fields off the command line keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return build(cls, {**values, **extra})
+
+
+# ---- YAML files and key=value overrides ----------------------------------------------------------
+
+
+def _field_type(cls: type, dotted: str):
+    """The annotated type at a dotted path of ``cls`` (None when the path is not a field)."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        tp = _strip_optional(tp)[0]
+        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
+            return None
+        hints = _hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return _strip_optional(tp)[0]
+
+
+def read_yaml(path) -> dict:
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise RestoreAgentError(f"{p}: cannot read the config ({e})") from None
+    if not isinstance(data, dict):
+        raise RestoreAgentError(f"{p}: a config file is a mapping of settings")
+    return data
+
+
+def load(cls: type, files: Sequence[str | Path] = (), overrides: Sequence[str] = (), config_dir: Path = CONFIGS):
+    """The config of a job: ``cls`` defaults < each YAML file < each ``key=value`` override.
+
+    ``group=name`` where ``group`` is a dataclass-typed field merges ``config_dir/group/name.yaml``
+    into it (e.g. ``planner=smolvlm_256m``).
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.structured(cls)
+        for f in files:
+            merged = OmegaConf.merge(merged, read_yaml(f))
+        for o in overrides:
+            key, sep, value = o.partition("=")
+            if not sep:
+                raise RestoreAgentError(f"override {o!r}: expected key=value")
+            tp = _field_type(cls, key)
+            if dataclasses.is_dataclass(tp) and value and "{" not in value:
+                group = config_dir / key.replace(".", "/") / f"{value}.yaml"
+                if not group.is_file():
+                    there = sorted(p.stem for p in group.parent.glob("*.yaml"))
+                    raise RestoreAgentError(f"{key}={value}: no {group}; choices: {', '.join(there) or 'none'}")
+                update = read_yaml(group)
+                for part in reversed(key.split(".")):
+                    update = {part: update}
+                merged = OmegaConf.merge(merged, update)
+            else:
+                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o]))
+        values = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        raise RestoreAgentError(f"{cls.__name__}: {str(e).splitlines()[0]}") from None
+    return build(cls, values)
+
+
+def job_main(cls: type, run: Callable[[Any], Any], argv: Sequence[str] | None = None, doc: str | None = None) -> Any:
+    """The whole of a thin entry point: ``[--config FILE ...] [key=value ...]`` -> ``run(config)``.
+
+    ``--show`` prints the resolved config as YAML and runs nothing.
+    """
+    import sys
+
+    import yaml
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=[], metavar="YAML", help="overrides file (several: in order)")
+    p.add_argument("--show", action="store_true", help="print the resolved config and stop")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_args(argv)
+    try:
+        cfg = load(cls, args.config, args.overrides)
+        if args.show:
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            return None
+        return run(cfg)
+    except RestoreAgentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
