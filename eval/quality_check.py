@@ -31,7 +31,7 @@ from restoreagent.bench import RESTOREAGENT_COMBOS
 from restoreagent.degradations import apply_degradation, degrade
 from restoreagent.degradations.params import complete_params
 from restoreagent.imageio import center_crop
-from restoreagent.planners.vlm.training import skimage_images
+from restoreagent.planners.vlm.train_data import skimage_images
 from restoreagent.quality import DEFAULT_QUALITY_CHECK, QUALITY_CHECKS, resolve_quality_checks
 from restoreagent.tasks import CORE_TASKS as TASKS  # the experiment covers the original eight tasks
 from restoreagent.tasks import DEGRADATION_FOR_TASK

@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.images == "skimage":  # scikit-image's colour photos: not a training or benchmark image
-        from restoreagent.planners.vlm.training import skimage_images
+        from restoreagent.planners.vlm.train_data import skimage_images
 
         photos = [center_crop(p, args.crop) for p in skimage_images()[: args.n]]
     else:

@@ -290,7 +290,7 @@ def test_shipped_planner_was_extended_to_snow_and_only_names_installed_words():
 
 
 def test_answer_metrics_stay_comparable():
-    from restoreagent.planners.vlm.training import answer_metrics
+    from restoreagent.planners.vlm.evaluation import answer_metrics
 
     m = answer_metrics(["saw: noise | plan: none"], ["saw: noise, jpeg | plan: none"])
     assert "acc/snow" not in m and m["saw_label_acc"] == pytest.approx(7 / 8)
