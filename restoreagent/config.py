@@ -242,13 +242,24 @@ def load(cls: type, files: Sequence[str | Path] = (), overrides: Sequence[str] =
     """The config of a job: ``cls`` defaults < each YAML file < each ``key=value`` override.
 
     ``group=name`` where ``group`` is a dataclass-typed field merges ``config_dir/group/name.yaml``
-    into it (e.g. ``planner=smolvlm_256m``).
+    into it (e.g. ``planner=smolvlm_256m``). A config class with a static ``layers(cfg)`` gets those
+    mappings merged right after its defaults (settings that depend on another setting).
     """
+    layers = getattr(cls, "layers", None)
+    cfg = _load(cls, [], files, overrides, config_dir)
+    if layers is not None:  # defaults that depend on a setting (e.g. the declaration of the tool to train)
+        cfg = _load(cls, layers(cfg), files, overrides, config_dir)
+    return cfg
+
+
+def _load(cls: type, layers: Sequence[dict], files, overrides, config_dir: Path):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         merged = OmegaConf.structured(cls)
+        for layer in layers:
+            merged = OmegaConf.merge(merged, layer)
         for f in files:
             merged = OmegaConf.merge(merged, read_yaml(f))
         for o in overrides:

@@ -123,8 +123,8 @@ def test_grammar_follows_history():
 def test_collator_labels_decode_to_the_target(default_dir, examples):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from restoreagent.planners.vlm.planner import eos_ids
     from restoreagent.planners.vlm.collator import PlannerCollator
+    from restoreagent.planners.vlm.planner import eos_ids
     from restoreagent.planners.vlm.view import ViewConfig
 
     processor = AutoProcessor.from_pretrained(default_dir)
@@ -217,10 +217,10 @@ def test_pretrained_vlm_path_with_lora(family, idefics3_dir, tmp_path, examples)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from restoreagent.planners.vlm import VLMPlanner
-    from restoreagent.planners.vlm.planner import eos_ids
-    from restoreagent.planners.vlm.tiny import build_tiny_qwen2_vl
     from restoreagent.planners.vlm.collator import PlannerCollator
     from restoreagent.planners.vlm.finetune import apply_finetune_mode, count_parameters
+    from restoreagent.planners.vlm.planner import eos_ids
+    from restoreagent.planners.vlm.tiny import build_tiny_qwen2_vl
     from restoreagent.planners.vlm.view import ViewConfig
 
     folder = idefics3_dir if family == "idefics3" else build_tiny_qwen2_vl(tmp_path / "qwen")

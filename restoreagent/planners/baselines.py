@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
-
 import numpy as np
-import yaml
 
+from ..catalog.learned import severity_ranges
 from ..dialogue import Answer
 from ..errors import RestoreAgentError
 from ..plan import Plan
@@ -59,19 +56,14 @@ class OraclePlanner:
         return Answer(tuple(request.degradations or ()), request.search.best.plan)
 
 
-@functools.cache
-def _severity_ranges() -> dict:
-    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("severity_ranges.yaml").read_text())
-
-
 def severity_matched_plan(record: dict) -> Plan:
-    """The fixed recipe's order with each tool matched to the recorded severity (catalog/severity_ranges.yaml).
+    """The fixed recipe's order with each tool matched to the recorded severity (restoreagent.catalog.learned.severity_ranges).
 
     A teacher for the planner's first training stage: it needs the degradation record (truth), so it is
     not a planner for unseen images; the learned planner has to infer severity from pixels.
     """
     params = {c["name"]: c["params"] for c in record["chain"]}
-    ranges = _severity_ranges()
+    ranges = severity_ranges()
     steps = []
     for task, default_tool in fixed_recipe({TASK_FOR_DEGRADATION[d] for d in params}):
         tool = default_tool

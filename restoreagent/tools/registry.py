@@ -12,13 +12,14 @@ from importlib import resources
 import numpy as np
 import yaml
 
+from ..catalog.learned import learned_tools
 from ..catalog.spec import KINDS, ToolSpec, weights_path
 from ..errors import UnknownNameError
 from ..tasks import PHYSICAL_TASK_ORDER, TASKS
 from ..zoo.models import hub_tool_specs
 
 
-def _import(ref: str) -> Callable:
+def import_ref(ref: str) -> Callable:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -63,6 +64,7 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
                 raw = dict(raw)
                 raw["requires"] = tuple(raw.get("requires", ()))
                 specs.append(ToolSpec(**raw))
+    specs += [t.spec() for t in learned_tools().values()]  # the project's networks (catalog/learned/)
     specs += hub_tool_specs()  # published models (restoreagent/zoo/models.yaml), available once downloaded
     for s in specs:
         _validate(s)
@@ -133,10 +135,10 @@ def get_tool(name: str) -> Tool:
     if s.missing:
         raise UnknownNameError(f"tool {name!r} is not available here: missing {', '.join(s.missing)}")
     if s.function:
-        fn = functools.partial(_import(s.function), **s.params)
+        fn = functools.partial(import_ref(s.function), **s.params)
     else:
         params = dict(s.params)
         if s.weights:
             params["weights"] = str(weights_path(s.weights))
-        fn = _import(s.builder)(**params)
+        fn = import_ref(s.builder)(**params)
     return Tool(s, fn)
