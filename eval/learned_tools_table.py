@@ -8,9 +8,9 @@ Validation PSNR is measured at the end of training on pairs made from held-out t
 
 from pathlib import Path
 
+from restoreagent.catalog.spec import weights_path
 from restoreagent.tools.learned.export import read_tool_meta
 from restoreagent.tools.registry import list_specs
-from restoreagent.catalog.spec import weights_path
 
 
 def main() -> None:

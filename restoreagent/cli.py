@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .config import add_arguments, from_args
 from .errors import RestoreAgentError
+from .jobs import add_arguments as add_job_arguments
+from .jobs import take_overrides
 from .jobs.bench import BenchConfig
 
 
@@ -222,6 +224,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _add_job(sub):
+    p = sub.add_parser(
+        "job",
+        help="run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]",
+        description="Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
+        "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the job (--list: all of them)")
+    p.add_argument("--list", action="store_true", help="list the jobs and their configs")
+    add_job_arguments(p)
+    p.set_defaults(func=cmd_job)
+
+
+def cmd_job(args) -> int:
+    from .jobs import JOBS, run_from_args
+
+    if args.list or not args.name:
+        for job in JOBS.values():
+            print(f"{job.name:<17} {job.summary}  [{job.config}]")
+        return 0
+    result = run_from_args(args.name, args)
+    if isinstance(result, dict):
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -240,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_plan,
         _add_run,
         _add_bench,
+        _add_job,
         add_label_parser,
         add_dataset_parser,
         add_planner_parser,
@@ -251,7 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_job:
+        args.overrides += take_overrides(parser, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except RestoreAgentError as e:

@@ -3,7 +3,7 @@
 Everything else is derived from that dataclass:
 
 - the command-line options of a ``restoreagent`` subcommand (:func:`add_arguments`, :func:`from_args`);
-- the configuration of a script under ``data_gen/``, ``train/`` or ``eval/`` and of a build stage
+- the configuration of ``restoreagent job NAME``, of a script under ``train/`` and of a build stage
   (:func:`load`): the dataclass defaults, then YAML files that hold *overrides only*, then
   ``key=value`` overrides (OmegaConf dot-list syntax, e.g. ``train.max_steps=5``). A dataclass-typed
   field can also be set from a named file: ``planner=smolvlm_256m`` merges ``configs/planner/smolvlm_256m.yaml``.
@@ -15,7 +15,8 @@ A field declares itself with :func:`option`::
         samples: int = option(50, "images x combinations measured")
         crop: int | None = option(128, "centre crop side (0: the whole image)", metavar="PX")
 
-Where the defaults of job X are, and how to run it small: ``docs/architecture.md`` (the table of jobs).
+The jobs and their configs: :mod:`restoreagent.jobs` (``restoreagent job --list``); where the
+defaults of job X are, and how to run it small: ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -198,13 +199,19 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[
             shown = ",".join(map(str, default))
         if not required and shown is not None and "default" not in kw["help"]:
             kw["help"] = f"{kw['help']} (default: {shown})".strip()
+        # a word list (action extend) would extend its default: it starts empty and from_args fills the default in
         parser.add_argument(*(meta.get("flags") or [f"--{f.name.replace('_', '-')}"]), dest=f.name,
-                            required=required, default=None if required else default, **kw)
+                            required=required, default=None if required or meta.get("nargs") else default, **kw)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def from_args(cls: type, args: argparse.Namespace, **extra):
     """The config a parsed command line describes (fields off the command line keep their defaults)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values = {k: v for k, v in values.items() if v is not None or not _field(cls, k).metadata.get("nargs")}
     return build(cls, {**values, **extra})
 
 
@@ -238,30 +245,29 @@ def read_yaml(path) -> dict:
     return data
 
 
-def load(cls: type, files: Sequence[str | Path] = (), overrides: Sequence[str] = (), config_dir: Path = CONFIGS):
-    """The config of a job: ``cls`` defaults < each YAML file < each ``key=value`` override.
+def load(cls: type, files: Sequence[str | Path] = (), overrides: Sequence[str] = (), *, values: dict | None = None,
+         config_dir: Path = CONFIGS):
+    """The config of a job: ``cls`` defaults < each YAML file < ``values`` (a mapping) < each ``key=value`` override.
 
     ``group=name`` where ``group`` is a dataclass-typed field merges ``config_dir/group/name.yaml``
     into it (e.g. ``planner=smolvlm_256m``). A config class with a static ``layers(cfg)`` gets those
     mappings merged right after its defaults (settings that depend on another setting).
     """
     layers = getattr(cls, "layers", None)
-    cfg = _load(cls, [], files, overrides, config_dir)
+    cfg = _load(cls, [], files, values, overrides, config_dir)
     if layers is not None:  # defaults that depend on a setting (e.g. the declaration of the tool to train)
-        cfg = _load(cls, layers(cfg), files, overrides, config_dir)
+        cfg = _load(cls, layers(cfg), files, values, overrides, config_dir)
     return cfg
 
 
-def _load(cls: type, layers: Sequence[dict], files, overrides, config_dir: Path):
+def _load(cls: type, layers: Sequence[dict], files, values: dict | None, overrides, config_dir: Path):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         merged = OmegaConf.structured(cls)
-        for layer in layers:
+        for layer in [*layers, *(read_yaml(f) for f in files), *([values] if values else [])]:
             merged = OmegaConf.merge(merged, layer)
-        for f in files:
-            merged = OmegaConf.merge(merged, read_yaml(f))
         for o in overrides:
             key, sep, value = o.partition("=")
             if not sep:
@@ -282,28 +288,3 @@ def _load(cls: type, layers: Sequence[dict], files, overrides, config_dir: Path)
     except OmegaConfBaseException as e:
         raise RestoreAgentError(f"{cls.__name__}: {str(e).splitlines()[0]}") from None
     return build(cls, values)
-
-
-def job_main(cls: type, run: Callable[[Any], Any], argv: Sequence[str] | None = None, doc: str | None = None) -> Any:
-    """The whole of a thin entry point: ``[--config FILE ...] [key=value ...]`` -> ``run(config)``.
-
-    ``--show`` prints the resolved config as YAML and runs nothing.
-    """
-    import sys
-
-    import yaml
-
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=[], metavar="YAML", help="overrides file (several: in order)")
-    p.add_argument("--show", action="store_true", help="print the resolved config and stop")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    args = p.parse_args(argv)
-    try:
-        cfg = load(cls, args.config, args.overrides)
-        if args.show:
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-            return None
-        return run(cfg)
-    except RestoreAgentError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import option
 from ..errors import RestoreAgentError
-from ..splits import DEV_SPLITS
+from ..splits import DEV_SPLITS, TRAIN_FOLDERS
 
 
 def load_toolset_file(path) -> dict[str, list[str]]:
@@ -44,7 +44,8 @@ class BackendOptions:
 class LabelConfig(BackendOptions):
     """Clean photos -> degraded crops -> every candidate pipeline run and scored (a dataset)."""
 
-    images: tuple[str, ...] = option(help="folder(s) of clean images (train photos; never a dev split)", nargs=True, metavar="DIR")
+    images: tuple[str, ...] = option(TRAIN_FOLDERS, "folder(s) of clean images (train photos; never a dev split)", nargs=True,
+                                     metavar="DIR")
     out: str = option(help="output folder (created; resumed when it exists)", metavar="DATASET")
     samples: int = option(help="labeled samples", metavar="N")
     seed: int = option(0, "seed of everything random (same seed, same dataset)")

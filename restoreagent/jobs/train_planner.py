@@ -146,3 +146,11 @@ class PlannerTrainConfig:
     data: PlannerDataOptions = nested(PlannerDataOptions)
     train: PlannerLoopOptions = nested(PlannerLoopOptions)
     wandb: WandbOptions = nested(WandbOptions)
+
+
+@dataclass(kw_only=True)
+class Stage1DataConfig(Stage1Options):
+    """Write a stage-1 set (generated images, true degradations + fixed recipe targets) to ``out``."""
+
+    out: str = option(help="dataset folder to write")
+    tools: dict[str, list[str]] | None = option(None, "task -> tool names for the targets; null: the registry")

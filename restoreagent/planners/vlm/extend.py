@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...errors import RestoreAgentError
+from ...jobs.build import MergeConfig
 from ...tasks import DEGRADATIONS, TASKS
 from .build_default import META_VERSION, PLANNER_META, catalogue_tools, read_meta, vocabulary_words
 
@@ -367,6 +368,11 @@ def add_planner_parser(sub) -> None:
     m.add_argument("-o", "--output", required=True, metavar="DST", help="where to write the merged planner")
     m.add_argument("--force", action="store_true", help="replace DST when it exists")
     m.set_defaults(func=cmd_merge)
+
+
+def run_merge(cfg: MergeConfig) -> dict:
+    """The planner-merge job (= ``restoreagent planner merge``)."""
+    return {"out": str(merge_planner(cfg.source, cfg.output, overwrite=cfg.force))}
 
 
 def cmd_merge(args) -> int:

@@ -19,6 +19,8 @@ from ...degradations import degrade
 from ...dialogue import QUESTION, Answer
 from ...errors import RestoreAgentError
 from ...imageio import list_images, load_image, png_bytes
+from ...jobs.build import SeverityTargetsConfig
+from ...jobs.train_planner import Stage1DataConfig
 from ...plan import Plan
 from ...splits import split_files
 from ...tasks import TASK_FOR_DEGRADATION
@@ -255,3 +257,17 @@ def severity_targets(src, dst) -> Path:
     ds = ds.map(retarget, input_columns=["target", "record"], desc="severity-matched targets")
     ds.save_to_disk(str(dst))
     return Path(dst)
+
+
+def run_stage1_data(cfg: Stage1DataConfig) -> dict:
+    """The stage1-data job."""
+    out = build_stage1_dataset(
+        cfg.out, list(cfg.train_images), cfg.n_train, list(cfg.val_images) if cfg.val_images is not None else None,
+        cfg.n_val, seed=cfg.seed, crop=cfg.crop, k_weights=tuple(cfg.k_weights), tools=cfg.tools,
+    )
+    return {"out": str(out)}
+
+
+def run_severity_targets(cfg: SeverityTargetsConfig) -> dict:
+    """The severity-targets job."""
+    return {"out": str(severity_targets(cfg.src, cfg.dst))}
