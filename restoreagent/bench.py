@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import agent, quality
+from .agent import stepwise_restore
 from .degradations import degrade, sample_combination
 from .errors import RestoreAgentError, UnknownNameError
 from .executor import execute
@@ -34,7 +36,7 @@ from .jobs.bench import BenchConfig
 from .plan import Plan
 from .planners import PlanRequest, get_planner, planner_names
 from .scoring import Scorer
-from .search import exhaustive_search, search_result_from_json
+from .search import default_toolset, exhaustive_search, search_result_from_json
 from .tasks import parse_combos, tasks_for
 
 # RestoreAgent's test combinations (anchors.md).
@@ -106,8 +108,6 @@ def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | N
 def _sample_key(sample: dict, crop, metrics) -> str:
     """Names a sample's cached search: its image, degradations, seed, crop, metrics and the candidate
     tools of its tasks (tools of other tasks joining the catalogue do not invalidate it)."""
-    from .search import default_toolset
-
     toolset = default_toolset(tasks_for(sample["combo"]))
     key = json.dumps([str(sample["image"]), sample["combo"], sample["seed"], crop, toolset, list(metrics)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -166,8 +166,6 @@ def run_planner(name: str, planner, sample: dict, record: dict, degraded, clean,
     """One planner on one sample: its plan, what it saw, its cost and its scores in the search frame."""
     timed = _TimedPlanner(planner)
     if split_planner_name(name)[0] in STEPWISE_PLANNERS:
-        from .agent import stepwise_restore
-
         t0 = time.perf_counter()
         run = stepwise_restore(degraded, timed)
         run_seconds = time.perf_counter() - t0
@@ -222,8 +220,6 @@ def planner_fingerprint(name: str, planner) -> str:
     """What a planner's cached rows depend on besides the sample: the bench row version, the
     planner's code, the stepwise loop's and quality checks' code for a stepwise name, the catalogue (fixed recipe,
     severity ranges, tools) and the files of its model folder (``planner.source``, the VLM's)."""
-    from . import agent, quality
-
     h = hashlib.sha256(
         f"{ROW_VERSION}\0{name}\0{type(planner).__module__}.{type(planner).__qualname__}".encode()
     )

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 # Recorded at acfe09c.
 BENCH_SHA256 = "970c82d9a9f4e759af25e1cae61e15bb165afa454b781e7bfd5dc20b61b5e476"
@@ -94,11 +95,22 @@ def label_digests(tmp: Path) -> tuple[str, str]:
     return lab, _digest(parts)
 
 
-def test_bench_results_unchanged(tmp_path):
+@pytest.fixture
+def shipped_tools_only(monkeypatch):
+    """The registry as shipped: tools other tests registered at run time are hidden for the test."""
+    from restoreagent.tools import registry
+
+    monkeypatch.setattr(registry, "_EXTRA_SPECS", {})
+    registry.get_tool.cache_clear()
+    yield
+    registry.get_tool.cache_clear()
+
+
+def test_bench_results_unchanged(tmp_path, shipped_tools_only):
     assert bench_digest(tmp_path) == BENCH_SHA256
 
 
-def test_labeled_and_sft_datasets_unchanged(tmp_path):
+def test_labeled_and_sft_datasets_unchanged(tmp_path, shipped_tools_only):
     lab, sft = label_digests(tmp_path)
     assert lab == LABELED_SHA256
     assert sft == SFT_SHA256

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UnknownNameError
 from .spec import ToolSpec
 
 BUILDER = "restoreagent.tools.learned:build_learned_tool"
@@ -69,8 +70,6 @@ def learned_tools() -> dict[str, LearnedTool]:
 def learned_tool(name: str) -> LearnedTool:
     tools = learned_tools()
     if name not in tools:
-        from ..errors import UnknownNameError
-
         raise UnknownNameError(f"unknown learned tool {name!r}; declared: {', '.join(tools)}")
     return tools[name]
 

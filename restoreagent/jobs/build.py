@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import option
 from ..errors import RestoreAgentError
+from . import run_job
 
 
 @dataclass
@@ -51,8 +52,6 @@ class MergeConfig:
 
 
 def run_build(cfg: BuildConfig) -> dict:
-    from . import run_job
-
     names = list(cfg.stages)
     unknown = [n for n in list(cfg.only or ()) + list(cfg.skip) if n not in names]
     if unknown:

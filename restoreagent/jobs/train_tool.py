@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..catalog.learned import learned_tool
 from ..config import nested, option
 from ..splits import TRAIN_FOLDERS, VAL_EVERY
 
@@ -62,7 +63,5 @@ class ToolTrainConfig:
     @staticmethod
     def layers(cfg: ToolTrainConfig) -> list[dict]:
         """The declaration's overrides of ``data`` and ``train`` (applied before files and the command line)."""
-        from ..catalog.learned import learned_tool
-
         decl = learned_tool(cfg.tool)
         return [{"data": dict(decl.data), "train": dict(decl.train)}]

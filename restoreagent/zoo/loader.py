@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..tools.learned.runner import TorchRunner
+from .archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
 from .hub import ChecksumError, ZooError, sha256_file
 
 WEIGHTS_ONLY_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -213,8 +214,6 @@ def build_hub_tool(
         tile = _default_tile(descriptor.tiling) if tile is None else tile
         half = half and descriptor.supports_half
     elif loader == "dehazeformer_mct":
-        from .archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
-
         try:
             net = DehazeFormerMCT(size=size, **config_from_state_dict(state))
             net.load_state_dict(state, strict=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from ...dialogue import QUESTION, ROLLBACK, History, prompt
 from ...plan import Step
 from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASKS
+from ...tools.registry import list_specs
 from .view import ViewConfig
 
 PLANNER_META = "restoreagent_planner.json"
@@ -69,8 +70,6 @@ def default_planner_dir() -> Path:
 
 def catalogue_tools() -> dict[str, list[str]]:
     """Task -> every catalogued tool name (installed or not): the vocabulary must cover them all."""
-    from ...tools.registry import list_specs
-
     out: dict[str, list[str]] = {t: [] for t in TASKS}
     for s in list_specs():
         out[s.task].append(s.name)

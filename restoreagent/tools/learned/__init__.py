@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..registry import import_ref, spec
+from .export import load_tool_network
 from .runner import TorchRunner
 
 
@@ -53,8 +54,6 @@ def build_learned_tool(
     weights: str, device: str = "auto", half: bool = False, tile: int = 1024, overlap: int = 64
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``image -> image`` for a weight file written by :func:`.export.save_tool_weights`."""
-    from .export import load_tool_network
-
     model, meta = load_tool_network(weights)
     if getattr(model, "global_op", False):
         tile = 0  # a global operator must see the whole image (cheap: it is pointwise after a small estimate)

@@ -38,7 +38,7 @@ from ...degradations.params import is_int_range
 from ...imageio import atomic_write_text, list_images, load_image
 from ...jobs.train_tool import ToolTrainConfig
 from ...splits import split_files
-from . import resolve_guide
+from . import guide_functions, resolve_guide, stack_guides
 from .export import save_tool_weights
 from .nets import build_network, count_parameters
 from .runner import resolve_device
@@ -89,8 +89,6 @@ def make_pairs(
 
     With ``guides`` the degraded side also carries each guide tool's output as extra channels (C > 3).
     """
-    from . import guide_functions, stack_guides
-
     fns = guide_functions(guides)
     rng = np.random.default_rng(seed)
     cache: dict[Path, np.ndarray] = {}
@@ -283,7 +281,11 @@ def _wandb_run(cfg: ToolTrainConfig, name: str, out: Path):
     """A wandb run in offline mode unless the user set WANDB_MODE; None if wandb is off."""
     if not cfg.wandb:
         return None
-    import wandb
+    try:
+        import wandb
+    except ImportError:  # the optional `web` extra
+        log.warning("wandb is not installed (pip install 'restoreagent[web]'); logging to the console only")
+        return None
 
     os.environ.setdefault("WANDB_MODE", "offline")
     return wandb.init(
