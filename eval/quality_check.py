@@ -200,7 +200,7 @@ def report(rows, photos) -> None:
         print(
             f"| {kind or 'all'} | {sum(map(by_default, g))} / {len(g)} | {sum(map(by_default, b))} / {len(b)} |"
         )
-    print("\nThe issue's two harmful steps, on each clean photo (PSNR of the output; rejected by: ...):\n")
+    print("\nThe two harmful steps of docs/quality_check.md, on each clean photo (PSNR of the output; rejected by: ...):\n")
     print("| photo | mean luma, gamma_strong before -> after | dct_high | gamma_strong |")
     print("|---|---|---|---|")
     for i in range(len(photos)):

@@ -1,4 +1,4 @@
-"""PSNR / SSIM of every available tool of every task at three severities (issue 5's table).
+"""PSNR / SSIM of every available tool of every task at three severities (the table in docs/model_zoo.md).
 
     .venv/bin/python eval/tool_quality.py --images ../shared/data/images/cbsd68 --n 16 --crop 256 \
         [--tasks denoise,dejpeg] [--json OUT.json]

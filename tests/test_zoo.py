@@ -223,7 +223,7 @@ def test_catalogue_models_are_registry_tools_unavailable_until_downloaded(zoo):
 
 def test_readme_table_matches_the_catalogue(monkeypatch):
     monkeypatch.delenv("RESTOREAGENT_ZOO_MODELS", raising=False)
-    text = (REPO / "model_zoo" / "README.md").read_text()
+    text = (REPO / "docs" / "model_zoo.md").read_text()
     block = text.split("<!-- zoo-table:begin")[1].split("-->", 1)[1].split("<!-- zoo-table:end -->")[0]
     assert block.strip() == models.markdown_table().strip(), "run `restoreagent zoo list --markdown`"
 

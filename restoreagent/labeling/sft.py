@@ -359,7 +359,7 @@ def _save(out: Path, build: Path, cfg: SFTConfig, identity: dict) -> dict:
         "splits": {k: len(v) for k, v in parts.items()},
     }
     examples, png = _card_examples(parts["train"])
-    write_card_files(out, sft_card(out, stats, {"labeled": str(cfg.labeled), "seed": cfg.seed}, examples, png), png)
+    write_card_files(out, sft_card(out, stats, {"labeled": str(cfg.labeled), "seed": cfg.seed, "val_fraction": cfg.val_fraction}, examples, png), png)
     return stats
 
 

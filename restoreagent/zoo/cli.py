@@ -22,7 +22,7 @@ def add_zoo_parser(sub) -> None:
     q.add_argument("--task", help="only the models of this task")
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable list")
-    fmt.add_argument("--markdown", action="store_true", help="the Markdown table of model_zoo/README.md")
+    fmt.add_argument("--markdown", action="store_true", help="the Markdown table of docs/model_zoo.md")
     q.set_defaults(func=cmd_list)
 
     q = zsub.add_parser("download", help="fetch models into the cache, checking their SHA-256")

@@ -245,7 +245,7 @@ def verify(names=None) -> list[Verified]:
 
 
 def markdown_table(models=None) -> str:
-    """The catalogue as a Markdown table (model_zoo/README.md is generated from it)."""
+    """The catalogue as a Markdown table (docs/model_zoo.md is generated from it)."""
     rows = [
         "| name | task | architecture | scale | size | licence | source |",
         "|---|---|---|---|---|---|---|",

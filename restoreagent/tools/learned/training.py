@@ -261,6 +261,8 @@ def train_tool(cfg) -> dict:
         "params": count_parameters(model),
         "data": [str(p) for p in data.images],
         "val": final,
+        "validation": (f"every {data.val_every}th photo (sorted) of the train folders, held out" if val_files
+                       else "pairs from the training photos (too few photos to hold any out)"),
     }
     target = Path(cfg.export.format(tool=decl.name)) if cfg.export else out / f"{decl.name}.safetensors"
     save_tool_weights(model, target, meta)
