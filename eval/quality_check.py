@@ -15,7 +15,7 @@ every check scores the image before and after it. Steps:
   fixed recipe's order with the classical tool matched to the severity, step after step.
 
 Every check is measured on every task, including those it skips (``judged: no``), to show why it
-skips them. The last tables are the two harmful steps named in the issue (a strong denoiser and
+skips them. The last tables are the two harmful steps of docs/quality_check.md (a strong denoiser and
 gamma_strong on a clean photo) and each score's time at 512 px (one CPU thread).
 """
 

@@ -14,7 +14,7 @@ import yaml
 
 from ..catalog.learned import learned_tools
 from ..catalog.spec import KINDS, ToolSpec, weights_path
-from ..errors import UnknownNameError
+from ..errors import UnknownNameError, by_name
 from ..tasks import PHYSICAL_TASK_ORDER, TASKS
 from ..zoo.models import hub_tool_specs
 
@@ -121,11 +121,7 @@ def tools_for_task(task: str) -> list[str]:
 
 
 def spec(name: str) -> ToolSpec:
-    for s in list_specs():
-        if s.name == name:
-            return s
-    known = ", ".join(s.name for s in list_specs())
-    raise UnknownNameError(f"unknown tool {name!r}; tools: {known}")
+    return by_name(list_specs(), name, "tool", "tools")
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from ..catalog.spec import ToolSpec
-from ..errors import RestoreAgentError, UnknownNameError
+from ..errors import RestoreAgentError, by_name
 from ..tasks import TASKS
 from .hub import OFFLINE_ENVS, ZooError, cached_path, fetch_verified, offline, sha256_file
 
@@ -154,11 +154,7 @@ def load_models() -> tuple[ZooModel, ...]:
 
 
 def get_model(name: str) -> ZooModel:
-    for m in load_models():
-        if m.name == name:
-            return m
-    known = ", ".join(m.name for m in load_models())
-    raise UnknownNameError(f"unknown model {name!r}; catalogue: {known}")
+    return by_name(load_models(), name, "model", "models")
 
 
 def hub_tool_specs() -> list:
