@@ -2,6 +2,9 @@
 
 Every user-facing failure is a RestoreAgentError: printed as one line naming the file and the
 problem, exit status 2, no traceback, and no output file written.
+
+Each command imports what it runs inside its function: building the parser imports only the job
+configs (light dataclasses), so ``restoreagent --help`` and every command start fast.
 """
 
 from __future__ import annotations
