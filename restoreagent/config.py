@@ -42,7 +42,6 @@ def option(
     positional: bool = False,
     metavar: str | None = None,
     choices: Sequence[str] | None = None,
-    parse: Callable[[str], Any] | None = None,
     none_word: str | None = None,
     nargs: bool = False,
     cli: bool = True,
@@ -51,8 +50,7 @@ def option(
     """A dataclass field with its help text and how it appears on the command line.
 
     ``flags``: the option strings (default ``--field-name``); ``positional``: an argument, not an
-    option; ``parse``: turns the command-line string into the value (e.g. reads a file);
-    ``none_word``: the word that means None (``auto``); ``nargs``: a sequence given as several
+    option; ``none_word``: the word that means None (``auto``); ``nargs``: a sequence given as several
     words (default: one comma-separated word); ``cli=False``: not on the command line.
     """
     meta = {
@@ -61,7 +59,6 @@ def option(
         "positional": positional,
         "metavar": metavar,
         "choices": tuple(choices) if choices else None,
-        "parse": parse,
         "none_word": none_word,
         "nargs": nargs,
         "cli": cli,
@@ -157,8 +154,6 @@ def _parse_word(field: dataclasses.Field, tp):
     def parse(text: str):
         if meta.get("none_word") is not None and text == meta["none_word"]:
             return None
-        if meta.get("parse"):
-            return meta["parse"](text)
         if seq and not meta.get("nargs"):
             return tuple(inner(x.strip()) for x in text.split(",") if x.strip())
         return inner(text)
@@ -166,12 +161,12 @@ def _parse_word(field: dataclasses.Field, tp):
     return parse, seq
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[str] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one command-line option per field of ``cls`` (help texts and defaults from the dataclass)."""
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if f.name in exclude or not meta.get("cli", True):
+        if not meta.get("cli", True):
             continue
         tp = hints[f.name]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -181,9 +176,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[
             kw["metavar"] = meta["metavar"]
         if meta.get("choices"):
             kw["choices"] = meta["choices"]
-        if _strip_optional(tp)[0] is bool:
+        if _strip_optional(tp)[0] is bool:  # --flag, or --flag / --no-flag when it is on by default
+            action = argparse.BooleanOptionalAction if default else "store_true"
             parser.add_argument(*(meta.get("flags") or [f"--{f.name.replace('_', '-')}"]), dest=f.name,
-                                action="store_true", **kw)
+                                action=action, default=bool(default), **kw)
             continue
         parse, seq = _parse_word(f, tp)
         kw["type"] = parse
@@ -208,11 +204,11 @@ def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
-def from_args(cls: type, args: argparse.Namespace, **extra):
+def from_args(cls: type, args: argparse.Namespace):
     """The config a parsed command line describes (fields off the command line keep their defaults)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     values = {k: v for k, v in values.items() if v is not None or not _field(cls, k).metadata.get("nargs")}
-    return build(cls, {**values, **extra})
+    return build(cls, values)
 
 
 # ---- YAML files and key=value overrides ----------------------------------------------------------

@@ -65,6 +65,29 @@ def test_command_line_options_come_from_the_config():
     assert load(BenchConfig, [], ["images=a", "out=b", "planners=[fixed,oracle]", "crop=0", "max_degradations=2"]) == cfg
 
 
+def test_flags_of_every_field_kind():
+    from dataclasses import dataclass
+
+    from restoreagent.config import option
+
+    @dataclass
+    class Demo:
+        name: str = option(help="positional", positional=True)
+        words: tuple[str, ...] = option(("a",), "several words", nargs=True)
+        on: bool = option(True, "on unless --no-on")
+        off: bool = option(False, "off unless --off")
+        limit: int | None = option(None, "a number or auto", none_word="auto")
+        hidden: int = option(3, "not on the command line", cli=False)
+
+    p = argparse.ArgumentParser()
+    add_arguments(p, Demo)
+    assert from_args(Demo, p.parse_args(["x"])) == Demo(name="x")
+    got = from_args(Demo, p.parse_args(["x", "--words", "b", "c", "--no-on", "--off", "--limit", "7"]))
+    assert got == Demo(name="x", words=("b", "c"), on=False, off=True, limit=7)
+    assert from_args(Demo, p.parse_args(["x", "--limit", "auto"])).limit is None
+    assert "--hidden" not in p.format_help()
+
+
 def test_train_tool_settings_layer_defaults_declaration_command_line():
     from restoreagent.jobs.train_tool import ToolTrainConfig
 
