@@ -256,12 +256,23 @@ def load(cls: type, files: Sequence[str | Path] = (), overrides: Sequence[str] =
     return cfg
 
 
+def _writable(node):
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    OmegaConf.set_readonly(node, False)
+    children = node.values() if isinstance(node, DictConfig) else node if isinstance(node, ListConfig) else ()
+    for child in children:
+        if isinstance(child, DictConfig | ListConfig):
+            _writable(child)
+    return node
+
+
 def _load(cls: type, layers: Sequence[dict], files, values: dict | None, overrides, config_dir: Path):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        merged = OmegaConf.structured(cls)
+        merged = _writable(OmegaConf.structured(cls))  # frozen dataclasses too: the result is built frozen again
         for layer in [*layers, *(read_yaml(f) for f in files), *([values] if values else [])]:
             merged = OmegaConf.merge(merged, layer)
         for o in overrides:

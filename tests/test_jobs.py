@@ -88,6 +88,21 @@ def test_flags_of_every_field_kind():
     assert "--hidden" not in p.format_help()
 
 
+def test_frozen_configs_load_too():
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Net:
+        widths: tuple[int, ...] = (8, 16)
+
+    @dataclass(frozen=True)
+    class Frozen:
+        steps: int = 1
+        net: Net = field(default_factory=Net)
+
+    assert load(Frozen, [], ["steps=3", "net.widths=[4,5]"]) == Frozen(steps=3, net=Net(widths=(4, 5)))
+
+
 def test_train_tool_settings_layer_defaults_declaration_command_line():
     from restoreagent.jobs.train_tool import ToolTrainConfig
 
