@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,6 @@ def test_command_line_options_come_from_the_config():
 
 
 def test_flags_of_every_field_kind():
-    from dataclasses import dataclass
-
     from restoreagent.config import option
 
     @dataclass
@@ -88,18 +87,18 @@ def test_flags_of_every_field_kind():
     assert "--hidden" not in p.format_help()
 
 
+@dataclass(frozen=True)
+class Net:
+    widths: tuple[int, ...] = (8, 16)
+
+
+@dataclass(frozen=True)
+class Frozen:
+    steps: int = 1
+    net: Net = field(default_factory=Net)
+
+
 def test_frozen_configs_load_too():
-    from dataclasses import dataclass, field
-
-    @dataclass(frozen=True)
-    class Net:
-        widths: tuple[int, ...] = (8, 16)
-
-    @dataclass(frozen=True)
-    class Frozen:
-        steps: int = 1
-        net: Net = field(default_factory=Net)
-
     assert load(Frozen, [], ["steps=3", "net.widths=[4,5]"]) == Frozen(steps=3, net=Net(widths=(4, 5)))
 
 
