@@ -260,8 +260,9 @@ def _writable(node):
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     OmegaConf.set_readonly(node, False)
-    children = node.values() if isinstance(node, DictConfig) else node if isinstance(node, ListConfig) else ()
-    for child in children:
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node)) if isinstance(node, ListConfig) else ()
+    for key in keys:
+        child = node._get_node(key)  # the node itself: reading the value would fail on a missing (???) one
         if isinstance(child, DictConfig | ListConfig):
             _writable(child)
     return node
