@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from .labeling.cli import add_dataset_parser, add_label_parser
+    from .perception.cli import add_detect_parser
     from .planners.vlm.extend import add_planner_parser
     from .zoo.cli import add_zoo_parser
 
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_degrade,
         _add_tools,
         _add_plan,
+        add_detect_parser,
         _add_run,
         _add_bench,
         _add_job,

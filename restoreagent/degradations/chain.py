@@ -7,6 +7,8 @@ physical order; new degradations are appended there, so existing indices never m
 - ``default_rng([seed, 0])``    which degradations (``k`` random ones, from ``CORE_DEGRADATIONS``),
 - ``default_rng([seed, 1, i])`` the parameters of degradation ``i`` that the caller left out,
 - ``default_rng([seed, 2, i])`` the random content of degradation ``i`` (noise, rain streaks, snowflakes).
+- ``default_rng([seed, 3, i])`` whether degradation ``i`` gets camera-realism parameters and which
+  (only when ``degrade(..., camera=p)`` with ``p > 0``; see ``CAMERA_PARAMS``).
 
 So the same seed gives the same bytes, and fixing a parameter, or adding or removing another
 degradation, changes nothing else about a step.
@@ -21,9 +23,16 @@ import numpy as np
 from ..errors import RestoreAgentError
 from ..tasks import CORE_DEGRADATIONS, DEGRADATIONS, physical_order
 from .ops import OPERATORS
-from .params import check_params, complete_params, normalise_name, parse_chain
+from .params import (
+    CAMERA_PARAMS,
+    check_params,
+    complete_params,
+    normalise_name,
+    parse_chain,
+    sample_camera_params,
+)
 
-_STREAM_COMBINATION, _STREAM_PARAMS, _STREAM_CONTENT = 0, 1, 2
+_STREAM_COMBINATION, _STREAM_PARAMS, _STREAM_CONTENT, _STREAM_CAMERA = 0, 1, 2, 3
 # Random combinations draw from the core degradations only (extensions such as snow must be named).
 MAX_K = len(CORE_DEGRADATIONS)
 
@@ -123,10 +132,14 @@ def normalise_chain(chain) -> list[tuple[str, dict]]:
     return steps
 
 
-def degrade(image, chain=None, k=None, seed=0) -> tuple[np.ndarray, dict]:
+def degrade(image, chain=None, k=None, seed=0, camera: float = 0.0) -> tuple[np.ndarray, dict]:
     """Degrade ``image`` by a chain (missing parameters sampled from ``seed``) or by ``k`` random ones.
 
-    Give exactly one of ``chain`` and ``k``. Degradations are applied in physical order
+    Give exactly one of ``chain`` and ``k``. ``camera`` is the probability that a degradation with
+    camera-realism parameters (``CAMERA_PARAMS``: Poisson-Gaussian, channel- and spatially
+    correlated noise; noisy low light with bright light sources; sharpening before JPEG) gets
+    them, drawn from their ranges where the chain does not set them. At 0 (the default) nothing is
+    drawn, so every seed gives the bytes it always gave. Degradations are applied in physical order
     (:func:`restoreagent.tasks.physical_order`) whatever order the chain lists them in.
     Returns ``(degraded, record)``; the record is JSON-serialisable::
 
@@ -136,6 +149,8 @@ def degrade(image, chain=None, k=None, seed=0) -> tuple[np.ndarray, dict]:
     and :func:`replay` turns it back into the same bytes. An empty chain returns the image.
     """
     seed = _check_seed(seed)
+    if isinstance(camera, bool) or not isinstance(camera, int | float) or not 0.0 <= camera <= 1.0:
+        raise RestoreAgentError(f"camera must be a probability in [0, 1], got {camera!r}")
     if (chain is None) == (k is None):
         raise RestoreAgentError(
             "degrade needs exactly one of chain (the degradations) or k (how many random ones)"
@@ -151,6 +166,10 @@ def degrade(image, chain=None, k=None, seed=0) -> tuple[np.ndarray, dict]:
     for name in physical_order(given):
         i = DEGRADATIONS.index(name)
         params = complete_params(name, given[name], np.random.default_rng([seed, _STREAM_PARAMS, i]))
+        if camera > 0 and name in CAMERA_PARAMS:
+            rng = np.random.default_rng([seed, _STREAM_CAMERA, i])
+            if rng.random() < camera:
+                params.update({k: v for k, v in sample_camera_params(name, rng).items() if k not in params})
         out = _run(out, name, params, np.random.default_rng([seed, _STREAM_CONTENT, i]))
         steps.append({"name": name, "params": params})
     if out is img:

@@ -88,10 +88,27 @@ def disk_kernel(radius: float) -> np.ndarray:
 # ---------------------------------------------------------------- operators
 
 
-def noise(image, rng, *, sigma):
-    """Additive white Gaussian noise, independent per pixel and channel, std ``sigma``/255."""
+def noise(image, rng, *, sigma, shot=0.0, chroma_corr=0.0, grain=0.0):
+    """Additive noise of std ``sigma``/255: white Gaussian, independent per pixel and channel, by default.
+
+    The camera parameters (all 0 by default, which is exactly the white Gaussian model) make it
+    look like a camera's: ``shot`` makes a share of the variance proportional to the signal
+    (Poisson-Gaussian, ``var = (sigma/255)^2 ((1 - shot) + shot x / 0.5)``: the same std at mid-grey,
+    less in shadows, more in highlights); ``chroma_corr`` correlates the three channels (the
+    shared part is luma-like grain); ``grain`` low-passes the field with a Gaussian of that std
+    in px (demosaicing and in-camera denoising leave blotchy, spatially correlated noise),
+    rescaled to keep its std.
+    """
     n = rng.standard_normal(image.shape, dtype=np.float32)
+    if chroma_corr > 0:
+        shared = rng.standard_normal(image.shape[:2] + (1,), dtype=np.float32)
+        n = np.float32(math.sqrt(1.0 - chroma_corr)) * n + np.float32(math.sqrt(chroma_corr)) * shared
+    if grain > 0:
+        n = cv2.GaussianBlur(n, (0, 0), sigmaX=grain, sigmaY=grain, borderType=_BORDER)
+        n /= np.float32(max(float(n.std()), 1e-6))
     n *= np.float32(sigma / 255.0)
+    if shot > 0:
+        n *= np.sqrt(np.float32(1.0 - shot) + np.float32(2.0 * shot) * np.clip(image, 0.0, 1.0))
     return image + n
 
 
@@ -105,8 +122,15 @@ def defocus_blur(image, rng, *, radius):
     return cv2.filter2D(image, -1, disk_kernel(radius), borderType=_BORDER)
 
 
-def jpeg(image, rng, *, quality):
-    """JPEG round trip with OpenCV (libjpeg): 8-bit, YCbCr 4:2:0 chroma subsampling, ``quality`` 1-100."""
+def jpeg(image, rng, *, quality, sharpen=0.0):
+    """JPEG round trip with OpenCV (libjpeg): 8-bit, YCbCr 4:2:0 chroma subsampling, ``quality`` 1-100.
+
+    ``sharpen`` > 0 first applies a camera's unsharp mask (Gaussian radius 1 px) of that amount:
+    sharpened edges ring more after compression.
+    """
+    if sharpen > 0:
+        soft = cv2.GaussianBlur(image, (0, 0), sigmaX=1.0, sigmaY=1.0, borderType=_BORDER)
+        image = image + np.float32(sharpen) * (image - soft)
     u8 = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     params = [
         cv2.IMWRITE_JPEG_QUALITY,
@@ -226,14 +250,25 @@ def snow(image, rng, *, density, size, angle, intensity):
     return image * keep + np.float32(_SNOW_WHITE) * (1.0 - keep)
 
 
-def low_light(image, rng, *, gamma, scale):
+def low_light(image, rng, *, gamma, scale, sensor=0.0, highlights=0.0):
     """Darkening on the HSV value V = max(R, G, B), hue and saturation kept (as AgenticIR does on V).
 
-    ``V' = scale * V ** gamma``; each channel is multiplied by ``V' / V``.
+    ``V' = scale * V ** gamma``; each channel is multiplied by ``V' / V``. Camera parameters (0 by
+    default: exactly that model): ``highlights`` keeps light sources and clipped highlights
+    (V > 0.8) bright, as lamps and windows stay in a real night shot (weight ``highlights``
+    times a smooth ramp from V = 0.8 to 1); ``sensor`` adds the dark exposure's own noise (std
+    ``sensor``/255, half of the variance signal-dependent), which brightening later amplifies.
     """
     v = np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])[..., None]
     ratio = np.float32(scale) * np.power(np.maximum(v, np.float32(1e-6)), np.float32(gamma - 1.0))
-    return image * ratio
+    if highlights > 0:
+        w = np.float32(highlights) * np.square(np.clip((v - np.float32(0.8)) / np.float32(0.2), 0.0, 1.0))
+        ratio = ratio * (1.0 - w) + w
+    out = image * ratio
+    if sensor > 0:
+        std = np.float32(sensor / 255.0) * np.sqrt(np.float32(0.5) + np.clip(out, 0.0, 1.0))
+        out = out + rng.standard_normal(image.shape, dtype=np.float32) * std
+    return out
 
 
 def low_resolution(image, rng, *, scale):

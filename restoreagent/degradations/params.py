@@ -41,6 +41,48 @@ PARAM_LIMITS: dict[str, dict[str, tuple]] = {
 }
 
 
+# Camera-realism parameters: optional, absent from every record made before them. Each one's
+# neutral value reproduces the original model exactly (old chains keep their bytes); the random
+# sampler draws them only when asked (``degrade(..., camera=p)``). Per parameter:
+# (neutral value, range the camera sampler draws from, hard limits for a caller).
+CAMERA_PARAMS: dict[str, dict[str, tuple]] = {
+    "noise": {
+        # share of the variance that grows with the signal (Poisson-Gaussian: var = a x + b,
+        # sigma is the std at mid-grey), 0 = homoscedastic Gaussian
+        "shot": (0.0, (0.2, 1.0), (0.0, 1.0)),
+        # correlation between the R, G and B noise (luma-like grain), 0 = independent channels
+        "chroma_corr": (0.0, (0.0, 0.9), (0.0, 1.0)),
+        # spatial correlation: the noise field is Gaussian-filtered with this std in px (then
+        # rescaled to keep its std), as after demosaicing / in-camera denoising; 0 = white
+        "grain": (0.0, (0.3, 1.2), (0.0, 5.0)),
+    },
+    "low_light": {
+        # sensor noise (std on the 0-255 scale, Poisson-Gaussian, half signal-dependent) added to
+        # the dark exposure: what brightening later amplifies
+        "sensor": (0.0, (1.0, 8.0), (0.0, 50.0)),
+        # how much light sources and clipped highlights (V > 0.8) stay bright, as in real night shots
+        "highlights": (0.0, (0.3, 1.0), (0.0, 1.0)),
+    },
+    "jpeg": {
+        # in-camera unsharp masking (amount; radius 1 px) before compression
+        "sharpen": (0.0, (0.3, 1.5), (0.0, 5.0)),
+    },
+}
+
+
+def param_range(name: str, key: str) -> tuple:
+    """The sampling range of one parameter, core or camera."""
+    if key in PARAM_RANGES[name]:
+        return PARAM_RANGES[name][key]
+    return CAMERA_PARAMS[name][key][1]
+
+
+def param_limits(name: str, key: str) -> tuple:
+    if key in PARAM_LIMITS[name]:
+        return PARAM_LIMITS[name][key]
+    return CAMERA_PARAMS[name][key][2]
+
+
 def is_int_range(rng: tuple) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in rng)
 
@@ -56,7 +98,7 @@ def normalise_name(name) -> str:
 
 
 def _param_key(name: str, key) -> str:
-    ranges = PARAM_RANGES[name]
+    ranges = {**PARAM_RANGES[name], **CAMERA_PARAMS.get(name, {})}
     if isinstance(key, str):
         k = key.strip()
         if k in ranges:
@@ -83,13 +125,13 @@ def coerce_value(name: str, key: str, value) -> int | float:
         raise RestoreAgentError(f"{where} must be a number, got {value!r}") from None
     if not math.isfinite(v):
         raise RestoreAgentError(f"{where} must be finite, got {value!r}")
-    lo, hi = PARAM_LIMITS[name][key]
-    if is_int_range(PARAM_RANGES[name][key]):
+    lo, hi = param_limits(name, key)
+    if is_int_range(param_range(name, key)):
         if not v.is_integer():
             raise RestoreAgentError(f"{where} must be an integer, got {value!r}")
         v = int(v)
     if not lo <= v <= hi:
-        slo, shi = PARAM_RANGES[name][key]
+        slo, shi = param_range(name, key)
         raise RestoreAgentError(
             f"{where}={value!r} is outside the allowed range [{lo}, {hi}] (sampled range [{slo}, {shi}])"
         )
@@ -97,7 +139,8 @@ def coerce_value(name: str, key: str, value) -> int | float:
 
 
 def check_params(name: str, params, complete: bool) -> dict:
-    """Validated copy of ``params`` (keys canonical, values coerced), in PARAM_RANGES order."""
+    """Validated copy of ``params`` (keys canonical, values coerced), in PARAM_RANGES order
+    followed by the camera parameters given (in CAMERA_PARAMS order)."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -112,7 +155,8 @@ def check_params(name: str, params, complete: bool) -> dict:
         missing = [k for k in PARAM_RANGES[name] if k not in out]
         if missing:
             raise RestoreAgentError(f"{name} needs parameters {', '.join(missing)} (missing)")
-    return {k: out[k] for k in PARAM_RANGES[name] if k in out}
+    order = [*PARAM_RANGES[name], *CAMERA_PARAMS.get(name, {})]
+    return {k: out[k] for k in order if k in out}
 
 
 def sample_params(name: str, rng: np.random.Generator) -> dict:
@@ -129,6 +173,15 @@ def sample_params(name: str, rng: np.random.Generator) -> dict:
             out[key] = int(rng.integers(lo, hi + 1))
         else:
             out[key] = round(float(rng.uniform(lo, hi)), 4)
+    return out
+
+
+def sample_camera_params(name: str, rng: np.random.Generator) -> dict:
+    """Camera-realism parameters of one degradation (empty for those that have none), each drawn
+    from its CAMERA_PARAMS range; every parameter is drawn, in order, as in :func:`sample_params`."""
+    out = {}
+    for key, (_, (lo, hi), _) in CAMERA_PARAMS.get(name, {}).items():
+        out[key] = round(float(rng.uniform(lo, hi)), 4)
     return out
 
 

@@ -41,6 +41,7 @@ _PLANNERS = {
     "random": "restoreagent.planners.baselines:RandomPlanner",
     "fixed": "restoreagent.planners.baselines:FixedPlanner",
     "oracle": "restoreagent.planners.baselines:OraclePlanner",
+    "fixed+detect": "restoreagent.planners.baselines:FixedDetectPlanner",
     "vlm": "restoreagent.planners.vlm:VLMPlanner",
 }
 

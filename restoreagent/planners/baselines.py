@@ -76,3 +76,24 @@ def severity_matched_plan(record: dict) -> Plan:
                 tool = min(options, key=lambda t: 0 if options[t][0] <= value < options[t][1] else min(abs(value - options[t][0]), abs(value - options[t][1])))
         steps.append((task, tool))
     return Plan.of(steps)
+
+
+class FixedDetectPlanner:
+    """What a user gets without the language model: the detector's set, the fixed recipe's order,
+    and each tool matched to the detector's severity estimate (as :func:`severity_matched_plan`).
+
+    Unlike the other baselines it sees only the image (``request.degradations`` is ignored).
+    """
+
+    name = "fixed+detect"
+
+    def __init__(self, detector=None):
+        self._detector = detector
+
+    def plan(self, request: PlanRequest) -> Answer:
+        from ..perception import default_detector
+
+        detector = self._detector or default_detector()
+        found = detector.detect(request.image)
+        record = {"chain": [{"name": d, "params": found.params.get(d, {})} for d in found.degradations]}
+        return Answer(tuple(found.degradations), severity_matched_plan(record))
