@@ -28,13 +28,14 @@ import numpy as np
 
 from . import agent, quality
 from .agent import stepwise_restore
-from .degradations import degrade, sample_combination
+from .degradations import degrade
 from .errors import RestoreAgentError, UnknownNameError
 from .executor import execute
 from .imageio import atomic_write_text, center_crop, list_images, load_image
 from .jobs.bench import BenchConfig
 from .plan import Plan
 from .planners import PlanRequest, get_planner, planner_names
+from .sampling import sample_plan
 from .scoring import Scorer
 from .search import default_toolset, exhaustive_search, search_result_from_json
 from .tasks import parse_combos, tasks_for
@@ -82,27 +83,6 @@ def check_planner_names(names) -> None:
                 raise RestoreAgentError(f"{name}: planner folder {path!r} does not exist")
     if len(set(names)) != len(names):
         raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
-
-
-def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | None) -> list[dict]:
-    """Which image and which combination each sample uses (deterministic in the seed)."""
-    order = np.random.default_rng([cfg.seed, 1]).permutation(len(files))
-    out = []
-    for i in range(cfg.samples):
-        rng = np.random.default_rng([cfg.seed, 2, i])
-        if combos:
-            combo = combos[i % len(combos)]
-        else:
-            combo = sample_combination(rng, int(rng.integers(1, cfg.max_degradations + 1)))
-        out.append(
-            {
-                "index": i,
-                "image": files[order[i % len(files)]],
-                "combo": combo,
-                "seed": cfg.seed * 1_000_003 + i,
-            }
-        )
-    return out
 
 
 def _sample_key(sample: dict, crop, metrics) -> str:

@@ -227,13 +227,13 @@ def cmd_bench(args) -> int:
     return 0
 
 
+JOB_HELP = "run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]"
+JOB_ABOUT = ("Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
+             "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.")
+
+
 def _add_job(sub):
-    p = sub.add_parser(
-        "job",
-        help="run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]",
-        description="Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
-        "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.",
-    )
+    p = sub.add_parser("job", help=JOB_HELP, description=JOB_ABOUT)
     p.add_argument("name", nargs="?", metavar="NAME", help="the job (--list: all of them)")
     p.add_argument("--list", action="store_true", help="list the jobs and their configs")
     add_job_arguments(p)

@@ -7,6 +7,7 @@ import numpy as np
 from ..catalog.learned import severity_ranges
 from ..dialogue import Answer
 from ..errors import RestoreAgentError
+from ..perception import default_detector
 from ..plan import Plan
 from ..tasks import DEGRADATION_FOR_TASK, TASK_FOR_DEGRADATION
 from ..tools.fixed_recipe import fixed_recipe
@@ -91,8 +92,6 @@ class FixedDetectPlanner:
         self._detector = detector
 
     def plan(self, request: PlanRequest) -> Answer:
-        from ..perception import default_detector
-
         detector = self._detector or default_detector()
         found = detector.detect(request.image)
         record = {"chain": [{"name": d, "params": found.params.get(d, {})} for d in found.degradations]}
