@@ -48,3 +48,16 @@ def test_no_module_imports_itself_through_others():
     graph = grimp.build_graph("restoreagent")  # every import statement, function-local ones included
     edges = {m: set(graph.find_modules_directly_imported_by(m)) & graph.modules for m in graph.modules}
     assert _cycles(edges) == []
+
+
+def test_every_yaml_the_package_reads_is_package_data():
+    """A non-editable install (pip install restoreagent) must carry every catalogue file."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["restoreagent"]
+    pkg = root / "restoreagent"
+    shipped = {p for pattern in patterns for p in pkg.glob(pattern)}
+    missing = [str(p.relative_to(pkg)) for p in pkg.rglob("*.yaml") if p not in shipped]
+    assert not missing, missing

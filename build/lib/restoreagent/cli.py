@@ -1,0 +1,310 @@
+"""The ``restoreagent`` command.
+
+Every user-facing failure is a RestoreAgentError: printed as one line naming the file and the
+problem, exit status 2, no traceback, and no output file written.
+
+Each command imports what it runs inside its function: building the parser imports only the job
+configs (light dataclasses), so ``restoreagent --help`` and every command start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import add_arguments, from_args
+from .errors import RestoreAgentError
+from .jobs import add_arguments as add_job_arguments
+from .jobs import take_overrides
+from .jobs.bench import BenchConfig
+
+
+def _add_degrade(sub):
+    p = sub.add_parser(
+        "degrade", help="apply synthetic degradations to a clean image (writes OUT and OUT.json)"
+    )
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--chain", help='e.g. "noise:sigma=25,jpeg:quality=20" (missing parameters are sampled)')
+    g.add_argument("--random", type=int, metavar="K", help="K random distinct degradations (1-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_degrade)
+
+
+def cmd_degrade(args) -> int:
+    from .degradations import degrade
+    from .imageio import atomic_write_text, check_output_path, load_image, save_image
+
+    out = check_output_path(args.output, args.input)
+    if args.random is not None and not 1 <= args.random <= 4:
+        raise RestoreAgentError(f"--random must be between 1 and 4, got {args.random}")
+    image = load_image(args.input)
+    degraded, record = degrade(image, chain=args.chain, k=args.random, seed=args.seed)
+    record = {"input": str(args.input), **record}
+    save_image(degraded, out)
+    atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
+    print(
+        f"{out}: "
+        + ", ".join(
+            f"{c['name']}({', '.join(f'{k}={v}' for k, v in c['params'].items())})" for c in record["chain"]
+        )
+    )
+    return 0
+
+
+def _add_tools(sub):
+    p = sub.add_parser("tools", help="list the restoration tools")
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.add_argument("--task", help="only the tools of this task")
+    p.set_defaults(func=cmd_tools)
+
+
+def cmd_tools(args) -> int:
+    from .tasks import TASKS
+    from .tools.registry import list_specs
+
+    if args.task and args.task not in TASKS:
+        raise RestoreAgentError(f"unknown task {args.task!r}; tasks: {', '.join(TASKS)}")
+    specs = list_specs(args.task)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(specs)} tools")
+    for col in ("task", "name", "kind", "cost (s, 512px)", "available", "description"):
+        table.add_column(col)
+    for s in specs:
+        avail = "yes" if s.available else f"no: {', '.join(s.missing)}"
+        if s.available and not s.candidate:
+            avail = "yes (reserve: not searched)"
+        cost = f"{s.cost_s:.3f}" if s.cost_s is not None else "?"
+        table.add_row(s.task, s.name, s.kind, cost, avail, s.description)
+    Console().print(table)
+    if any(not s.candidate for s in specs):
+        print(
+            "Reserve tools are beaten by another tool of their task (see the catalogue's comments); explicit plans "
+            "may use them, the search and planners do not (RESTOREAGENT_ALL_TOOLS=1 includes them)."
+        )
+    return 0
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="restore an image with a given plan (--plan) or a planned one (--auto)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--plan", help='e.g. "denoise:nlm_low, dejpeg:deblock_mild" (see `restoreagent tools`)')
+    g.add_argument("--auto", action="store_true", help="let the planner look at the image and decide")
+    p.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="with --auto: re-plan after every step, roll back harmful steps",
+    )
+    p.add_argument(
+        "--quality-check",
+        metavar="CHECKS",
+        help="with --stepwise: no-reference checks that roll back a step that made the image worse; a comma "
+        "list of noise, exposure, piqe, or none (default: noise,exposure: deblurring, super-resolution, "
+        "denoising, deJPEG and deraining steps must not add noise, brightening must not move the mean "
+        "brightness away from mid-grey; each rejected no step that raised PSNR on the test photos and "
+        "costs under 10 ms at 512 px. piqe judges only super-resolution, brightening, dehazing and deraining, "
+        "as it rejects good denoising and deblurring steps; see docs/quality_check.md)",
+    )
+    p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from .executor import execute
+    from .imageio import check_output_path, load_image, save_image
+    from .plan import parse_plan
+    from .quality import DEFAULT_QUALITY_CHECK, resolve_quality_checks
+
+    out = check_output_path(args.output, args.input)
+    if args.quality_check is not None and not args.stepwise:
+        raise RestoreAgentError("--quality-check needs --auto --stepwise")
+    checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
+    resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
+    image = load_image(args.input)
+    if args.auto:
+        from .agent import restore_auto
+
+        restored, report = restore_auto(
+            image,
+            stepwise=args.stepwise,
+            save_steps=args.save_steps,
+            verbose=not args.json,
+            quality_check=checks,
+        )
+    else:
+        if args.stepwise:
+            raise RestoreAgentError("--stepwise needs --auto")
+        plan = parse_plan(args.plan)
+
+        def show(rep):
+            if not args.json:
+                print(
+                    f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms",
+                    flush=True,
+                )
+
+        restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
+        report = report.to_json()
+    save_image(restored, out)
+    report = {"input": str(args.input), "output": str(out), **report}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"wrote {out} ({report['seconds']:.2f} s)")
+    return 0
+
+
+def _add_plan(sub):
+    p = sub.add_parser("plan", help="look at an image and print the restoration plan (nothing is written)")
+    p.add_argument("input")
+    p.add_argument("--planner", default="vlm", help="planner name (default: the shipped VLM)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args) -> int:
+    import time
+
+    from .imageio import load_image
+    from .planners import PlanRequest, get_planner
+
+    image = load_image(args.input)
+    planner = get_planner(args.planner)
+    t0 = time.perf_counter()
+    answer = planner.plan(PlanRequest(image=image))
+    ms = 1000 * (time.perf_counter() - t0)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "input": str(args.input),
+                    "degradations": list(answer.degradations),
+                    **answer.plan.to_json(),
+                    "answer": answer.text(),
+                    "ms": round(ms, 1),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{args.input}")
+    print(f"  degradations seen: {', '.join(answer.degradations) or 'none'}")
+    if not answer.plan:
+        print("  plan: nothing to do (the image looks clean)")
+    for i, step in enumerate(answer.plan, 1):
+        print(f"  {i}. {step.task:<15} {step.tool}")
+    print(f"  ({ms:.0f} ms)")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
+    add_arguments(p, BenchConfig)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .bench import check_planner_names, results_markdown, run_bench
+
+    cfg = from_args(BenchConfig, args)
+    check_planner_names(cfg.planners)
+    if cfg.samples < 1:
+        raise RestoreAgentError("--samples must be at least 1")
+    result = run_bench(cfg)
+    print(results_markdown(result))
+    print(f"wrote {Path(cfg.out) / 'results.json'} and results.md")
+    return 0
+
+
+JOB_HELP = "run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]"
+JOB_ABOUT = ("Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
+             "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.")
+
+
+def _add_job(sub):
+    p = sub.add_parser("job", help=JOB_HELP, description=JOB_ABOUT)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the job (--list: all of them)")
+    p.add_argument("--list", action="store_true", help="list the jobs and their configs")
+    add_job_arguments(p)
+    p.set_defaults(func=cmd_job)
+
+
+def cmd_job(args) -> int:
+    from .jobs import JOBS, run_from_args
+
+    if args.list or not args.name:
+        for job in JOBS.values():
+            print(f"{job.name:<17} {job.summary}  [{job.config}]")
+        return 0
+    result = run_from_args(args.name, args)
+    if isinstance(result, dict):
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="restoreagent", description="Plan, run and learn image-restoration pipelines."
+    )
+    parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from .labeling.cli import add_dataset_parser, add_label_parser
+    from .perception.cli import add_detect_parser
+    from .planners.vlm.extend import add_planner_parser
+    from .zoo.cli import add_zoo_parser
+
+    for add in (
+        _add_degrade,
+        _add_tools,
+        _add_plan,
+        add_detect_parser,
+        _add_run,
+        _add_bench,
+        _add_job,
+        add_label_parser,
+        add_dataset_parser,
+        add_planner_parser,
+        add_zoo_parser,
+    ):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_job:
+        args.overrides += take_overrides(parser, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args)
+    except RestoreAgentError as e:
+        print(f"restoreagent: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "restoreagent: error: out of memory (try a smaller image or RESTOREAGENT_MAX_PIXELS)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("restoreagent: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Exhaustive search over restoration pipelines, executed as a prefix tree.
+
+For a degraded image with n degradations, the candidates are every order of the n matching
+tasks times every tool choice per task (n! * prod(|tools(t)|) pipelines). Pipelines that share
+their first k steps share the work: a depth-first walk applies each step once per distinct
+prefix, so the image after "denoise:a, dejpeg:b" is computed once for every pipeline that starts
+that way. Scores are identical to running each pipeline from scratch (tested).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .plan import Plan, Step, parse_plan
+from .scoring import Scorer, ZStats, ranking_percent
+from .tasks import TASK_FOR_DEGRADATION, physical_task_order
+from .tools.registry import get_tool, tools_for_task
+
+
+@dataclass
+class Candidate:
+    plan: Plan
+    metrics: dict[str, float]
+    balanced: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"plan": self.plan.text(), "metrics": self.metrics, "balanced": self.balanced}
+
+
+@dataclass
+class Node:
+    """An internal node of the tree: the image after ``steps`` (root: no steps), with its metrics."""
+
+    steps: tuple[Step, ...]
+    metrics: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {"steps": Plan(self.steps).text(), "metrics": self.metrics}
+
+
+@dataclass
+class SearchResult:
+    tasks: tuple[str, ...]
+    toolset: dict[str, list[str]]
+    metric_names: tuple[str, ...]
+    candidates: list[Candidate]  # best first
+    stats: ZStats
+    tool_calls: int
+    naive_tool_calls: int
+    seconds: float
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+    def find(self, plan: Plan) -> Candidate | None:
+        key = plan.text()
+        for c in self.candidates:
+            if c.plan.text() == key:
+                return c
+        return None
+
+    def balanced_of(self, metrics: dict[str, float]) -> float:
+        """Balanced score of any pipeline's metrics in this image's frame (candidate mean/std)."""
+        return self.stats.balanced(metrics)
+
+    def ranking_of_score(self, balanced: float) -> float:
+        return ranking_percent(balanced, [c.balanced for c in self.candidates])
+
+    def to_json(self) -> dict:
+        return {
+            "tasks": list(self.tasks),
+            "toolset": self.toolset,
+            "metrics": list(self.metric_names),
+            "tool_calls": self.tool_calls,
+            "naive_tool_calls": self.naive_tool_calls,
+            "seconds": self.seconds,
+            "stats": {"mean": self.stats.mean, "std": self.stats.std},
+            "candidates": [c.to_json() for c in self.candidates],
+            "nodes": [n.to_json() for n in self.nodes],
+        }
+
+
+def count_pipelines(toolset: dict[str, list[str]]) -> int:
+    return math.factorial(len(toolset)) * math.prod(len(v) for v in toolset.values())
+
+
+def count_tree_calls(toolset: dict[str, list[str]]) -> int:
+    """Tool calls of the prefix tree: one per node below the root."""
+    sizes = [len(v) for v in toolset.values()]
+    total = 0
+    for depth in range(1, len(sizes) + 1):
+        # choose which tasks (ordered) fill the first `depth` levels, times their tool choices
+        for combo in itertools.permutations(range(len(sizes)), depth):
+            total += math.prod(sizes[i] for i in combo)
+    return total
+
+
+def default_toolset(tasks, toolset: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Candidate tools per task: the given ones, else every available tool of the task."""
+    out = {}
+    for t in tasks:
+        tools = list(toolset[t]) if toolset and t in toolset else tools_for_task(t)
+        if not tools:
+            raise ValueError(f"no tool is available for task {t!r}")
+        out[t] = tools
+    return out
+
+
+def exhaustive_search(
+    degraded: np.ndarray,
+    clean: np.ndarray,
+    degradations=None,
+    tasks=None,
+    toolset: dict[str, list[str]] | None = None,
+    scorer: Scorer | None = None,
+    record_nodes: bool = False,
+    on_call: Callable[[], None] | None = None,
+) -> SearchResult:
+    """Run every candidate pipeline (as a prefix tree) and score it against ``clean``.
+
+    Give either ``degradations`` (names; their tasks are searched) or ``tasks``.
+    ``record_nodes`` also scores every internal node (the labeler needs them for its
+    step-by-step training scenarios). ``on_call`` is invoked after each tool call (progress).
+    """
+    if tasks is None:
+        tasks = [TASK_FOR_DEGRADATION[d] for d in degradations]
+    tasks = tuple(physical_task_order(tasks))
+    toolset = default_toolset(tasks, toolset)
+    scorer = scorer or Scorer()
+    t0 = time.perf_counter()
+    leaves: list[Candidate] = []
+    nodes: list[Node] = []
+    calls = 0
+
+    def walk(image: np.ndarray, steps: tuple[Step, ...], remaining: tuple[str, ...]) -> None:
+        nonlocal calls
+        if not remaining:
+            leaves.append(Candidate(Plan(steps), scorer(image, clean)))
+            return
+        if record_nodes:
+            nodes.append(Node(steps, scorer(image, clean)))
+        for task in remaining:
+            rest = tuple(t for t in remaining if t != task)
+            for tool in toolset[task]:
+                out = get_tool(tool)(image)
+                calls += 1
+                if on_call:
+                    on_call()
+                walk(out, steps + (Step(task, tool),), rest)
+
+    walk(np.ascontiguousarray(degraded, dtype=np.float32), (), tasks)
+    stats = ZStats.of([c.metrics for c in leaves], scorer.metrics)
+    for c in leaves:
+        c.balanced = stats.balanced(c.metrics)
+    # stable sort: ties keep enumeration order, so results are deterministic
+    leaves.sort(key=lambda c: -c.balanced)
+    return SearchResult(
+        tasks=tasks,
+        toolset=toolset,
+        metric_names=scorer.metrics,
+        candidates=leaves,
+        stats=stats,
+        tool_calls=calls,
+        naive_tool_calls=len(leaves) * len(tasks),
+        seconds=time.perf_counter() - t0,
+        nodes=nodes,
+    )
+
+
+def naive_search(degraded, clean, tasks, toolset, scorer: Scorer) -> dict[str, dict[str, float]]:
+    """Reference implementation: every pipeline from scratch. Used by tests to check the tree."""
+    tasks = tuple(physical_task_order(tasks))
+    out = {}
+    for order in itertools.permutations(tasks):
+        for tools in itertools.product(*(toolset[t] for t in order)):
+            img = degraded
+            for tool in tools:
+                img = get_tool(tool)(img)
+            out[Plan.of(zip(order, tools)).text()] = scorer(img, clean)
+    return out
+
+
+def search_result_from_json(d: dict) -> SearchResult:
+    """Inverse of SearchResult.to_json (the benchmark and labeler cache searches on disk)."""
+    cands = [Candidate(parse_plan(c["plan"], check_tools=False), c["metrics"], c["balanced"]) for c in d["candidates"]]
+    nodes = [Node(parse_plan(n["steps"], check_tools=False).steps, n["metrics"]) for n in d.get("nodes", [])]
+    return SearchResult(
+        tasks=tuple(d["tasks"]),
+        toolset={k: list(v) for k, v in d["toolset"].items()},
+        metric_names=tuple(d["metrics"]),
+        candidates=cands,
+        stats=ZStats(d["stats"]["mean"], d["stats"]["std"]),
+        tool_calls=d["tool_calls"],
+        naive_tool_calls=d["naive_tool_calls"],
+        seconds=d["seconds"],
+        nodes=nodes,
+    )

@@ -1,0 +1,1 @@
+"""Architectures the project loads itself (those spandrel does not cover)."""
