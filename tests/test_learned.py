@@ -14,6 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from restoreagent.config import load
 from restoreagent.degradations import apply_degradation
+from restoreagent.jobs import smoke_config
 from restoreagent.jobs.train_tool import ToolTrainConfig
 from restoreagent.splits import split_files
 from restoreagent.tasks import DEGRADATION_FOR_TASK
@@ -125,27 +126,10 @@ def test_validation_photos_are_held_out(tmp_path):
     assert val == [files[0], files[12], files[24]] and not set(train) & set(val)
 
 
-def _tiny_cfg(tmp_path, images, steps, **extra):
-    overrides = [
-        "tool=unet_denoise_mid",
-        f"train.max_steps={steps}",
-        "train.batch_size=2",
-        "train.eval_every=2",
-        "train.save_every=2",
-        "train.warmup_steps=1",
-        "data.n_pairs=6",
-        "data.n_val=2",
-        "data.pool_crop=40",
-        "data.val_crop=40",
-        "data.patch=32",
-        "data.val_every=0",
-        f"data.images=[{images}]",
-        f"output_dir={tmp_path / 'run'}",
-        "export=null",
-        "wandb=false",
-        "arch_kwargs={widths: [4, 8, 8, 8]}",
-    ] + [f"{k}={v}" for k, v in extra.items()]
-    return load(ToolTrainConfig, [], overrides)
+def _tiny_cfg(tmp_path, images, steps):
+    """The train-tool job's smoke config (configs/smoke/train-tool.yaml) on these photos, resumable."""
+    overrides = [f"train.max_steps={steps}", f"data.images=[{images}]", f"output_dir={tmp_path / 'run'}", "resume=true"]
+    return load(ToolTrainConfig, [smoke_config("train-tool")], overrides)
 
 
 @pytest.fixture(scope="module")
