@@ -39,7 +39,7 @@ def test_unknown_settings_and_missing_values_are_one_clear_error():
 
     with pytest.raises(RestoreAgentError, match="batch_sise"):
         load(PlannerTrainConfig, [], ["train.batch_sise=3"])
-    with pytest.raises(RestoreAgentError, match="choices: default, qwen2_vl_2b"):
+    with pytest.raises(RestoreAgentError, match="choices: default, .*smolvlm_256m"):
         load(PlannerTrainConfig, [], ["planner=nope"])
     from restoreagent.jobs.label import SFTConfig
 

@@ -57,7 +57,7 @@ class PlannerOptions:
                                "(tiny_idefics3, ...); null: load `model`")
     model: str | None = option(None, "folder or hub name when build is null (null: restoreagent/assets/planner)")
     seed: int = option(0, "seed of the built weights")
-    sizes: dict[str, int] | None = option(None, "overrides of build_default.DEFAULT_SIZES, e.g. {text_layers: 3}")
+    sizes: dict[str, Any] | None = option(None, "overrides of build_default.DEFAULT_SIZES, e.g. {text_layers: 3}")
     view: ViewOptions | None = option(help="what the planner sees; null: the starting model's", factory=ViewOptions)
     tools: dict[str, list[str]] | None = option(None, "task -> tool names for targets and constraints; null: the registry")
     extend_vocabulary: bool = option(True, "starting from a trained word-level planner: add the words of tools it "
@@ -86,9 +86,13 @@ class Stage1Options:
                                                 "below 24 photos: then scikit-image's photos)")
     n_train: int = option(4000, "training examples")
     n_val: int = option(200, "validation examples")
-    crop: int = option(256, "crop side in pixels")
+    crop: Any = option(256, "crop side in pixels; a list: one of its sizes drawn per example")
     k_weights: tuple[float, ...] = option((0.1, 0.3, 0.3, 0.2, 0.1), "probability of 0, 1, 2, 3, 4 degradations")
     seed: int = option(0, "seed of the examples")
+    camera: float = option(0.0, "probability of camera-realism parameters per degradation (degrade(camera=))")
+    p_snow: float = option(0.0, "probability of adding the snow extension")
+    targets: str = option("fixed", "fixed: the fixed recipe; severity: its tools matched to the recorded severity",
+                          choices=("fixed", "severity"))
 
 
 @dataclass

@@ -28,6 +28,7 @@ class ToolDataOptions:
     val_crop: int = option(128, "side of the validation crops (px)")
     patch: int = option(64, "side of the training windows (px)")
     augment: bool = option(True, "random flips")
+    camera: float = option(0.0, "probability of camera-realism parameters per pair (degradations CAMERA_PARAMS)")
     transpose: bool = option(True, "vertical flips and transposes too (off for haze: depth grows upwards)")
     seed: int = option(0, "seed of the pairs")
 

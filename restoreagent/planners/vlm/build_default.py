@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...dialogue import QUESTION, ROLLBACK, History, prompt
+from ...perception.detector import DEFAULT_DIR
 from ...plan import Step
 from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASKS
 from ...tools.registry import list_specs
@@ -47,7 +48,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-# Sizes of the default model (about 1M parameters, 4 MB of float32).
+# Sizes of the default model. "vision": "siglip" (a ViT trained from scratch with the planner) or
+# "perception" (the degradation detector, restoreagent/perception, as a frozen pretrained tower;
+# "detector" names its folder, the shipped one by default; the view is then a "tiles" mosaic of
+# view_size / patch_size tiles per side).
 DEFAULT_SIZES = {
     "view_size": 128,
     "patch_size": 16,
@@ -60,6 +64,8 @@ DEFAULT_SIZES = {
     "text_heads": 4,
     "text_kv_heads": 2,
     "text_mlp": 384,
+    "vision": "siglip",
+    "detector": None,
 }
 
 
@@ -152,13 +158,14 @@ def build_processor(tokenizer, sizes: dict):
     from transformers import LlavaProcessor, SiglipImageProcessor
 
     s = sizes["view_size"]
+    perception = sizes.get("vision") == "perception"
     image_processor = SiglipImageProcessor(
         do_resize=True,
         size={"height": s, "width": s},
         resample=3,  # bicubic; a no-op on views that already have the right size
         do_rescale=True,
         rescale_factor=1 / 255,
-        do_normalize=True,
+        do_normalize=not perception,  # the detector reads pixel values in [0, 1]
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
@@ -177,15 +184,24 @@ def build_model(tokenizer, sizes: dict, seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
 
-    vision = SiglipVisionConfig(
-        hidden_size=sizes["vision_hidden"],
-        intermediate_size=sizes["vision_mlp"],
-        num_hidden_layers=sizes["vision_layers"],
-        num_attention_heads=sizes["vision_heads"],
-        image_size=sizes["view_size"],
-        patch_size=sizes["patch_size"],
-        vision_use_head=False,
-    )
+    detector = None
+    if sizes.get("vision") == "perception":
+        # the degradation detector as the vision tower (one token per 128-px tile of a "tiles" view)
+        from .perception_tower import PerceptionVisionConfig  # torch and transformers: imported when used
+
+        detector = Path(sizes.get("detector") or DEFAULT_DIR)
+        net = json.loads((detector / "detector.json").read_text())["net"]
+        vision = PerceptionVisionConfig(net=net, tile=sizes["patch_size"], grid=sizes["view_size"] // sizes["patch_size"])
+    else:
+        vision = SiglipVisionConfig(
+            hidden_size=sizes["vision_hidden"],
+            intermediate_size=sizes["vision_mlp"],
+            num_hidden_layers=sizes["vision_layers"],
+            num_attention_heads=sizes["vision_heads"],
+            image_size=sizes["view_size"],
+            patch_size=sizes["patch_size"],
+            vision_use_head=False,
+        )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=sizes["text_hidden"],
@@ -211,6 +227,8 @@ def build_model(tokenizer, sizes: dict, seed: int = 0):
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
+    if detector is not None:
+        model.model.vision_tower.load_detector(detector)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -112,6 +112,8 @@ def load_model_and_processor(
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import logging as hf_logging
 
+    from . import perception_tower  # noqa: F401 - registers the detector as a vision model type
+
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a planner loads quietly (the CLI prints one line per image)

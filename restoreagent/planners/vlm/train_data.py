@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...degradations import degrade
+from ...degradations import degrade, sample_combination
 from ...dialogue import QUESTION, Answer
 from ...errors import RestoreAgentError
 from ...imageio import list_images, load_image, png_bytes
@@ -82,11 +82,20 @@ def stage1_examples(
     k_weights=(0.1, 0.3, 0.3, 0.2, 0.1),
     scale_range=(0.5, 1.0),
     tools=None,
+    camera: float = 0.0,
+    p_snow: float = 0.0,
+    targets: str = "fixed",
 ):
     """Yield ``n`` stage-1 examples (dicts with PNG bytes) made from clean ``images``.
 
     ``images``: paths or float arrays. ``k_weights[k]`` is the probability of k degradations.
-    Example ``i`` depends only on ``(seed, i)``, so sets are reproducible and extendable.
+    ``camera``: probability of camera-realism parameters per degradation (``degrade(camera=)``);
+    ``p_snow``: probability of adding the ``snow`` extension. ``targets``: ``fixed`` (the fixed
+    recipe) or ``severity`` (its tools matched to the recorded severity,
+    :func:`restoreagent.planners.baselines.severity_matched_plan`). ``crop``: one size, or a
+    sequence of sizes drawn per example.
+    Example ``i`` depends only on ``(seed, i)``, so sets are reproducible and extendable
+    (the defaults give the bytes they always gave).
     """
     tools = installed_tools() if tools is None else tools
     if not len(images):
@@ -98,18 +107,28 @@ def stage1_examples(
         j = int(rng.integers(len(images)))
         src = images[j]
         img = load_image(src) if isinstance(src, str | Path) else src
-        img = _random_crop(img, rng, crop, scale_range)
+        size = int(rng.choice(crop)) if isinstance(crop, list | tuple) else crop  # a sequence: one size per example
+        img = _random_crop(img, rng, size, scale_range)
         k = int(rng.choice(len(p), p=p))
-        if k > 0:
+        snow = p_snow > 0 and rng.random() < p_snow
+        if k > 0 or snow:
             dseed = int(rng.integers(2**31))
-            img, record = degrade(img, k=k, seed=dseed)
+            if snow:
+                names = sample_combination(np.random.default_rng([dseed, 0]), k) if k else []
+                img, record = degrade(img, chain=[*names, "snow"], seed=dseed, camera=camera)
+            else:
+                img, record = degrade(img, k=k, seed=dseed, camera=camera)
             record = {**record, "source": str(src) if isinstance(src, str | Path) else f"array{j}"}
         else:
             record = {"seed": None, "chain": [], "degradations": [], "source": str(src)}
+        if targets == "severity":
+            target = Answer(tuple(record["degradations"]), severity_matched_plan(record)).text()
+        else:
+            target = stage1_target(record["degradations"], tools)
         yield {
             "image": {"bytes": png_bytes(img, compress_level=1), "path": None},
             "prompt": QUESTION,
-            "target": stage1_target(record["degradations"], tools),
+            "target": target,
             "scenario": STAGE1,
             "record": json.dumps(record),
         }
@@ -180,6 +199,11 @@ def build_stage1_dataset(
     DatasetDict(parts).save_to_disk(str(out))
     shutil.rmtree(cache, ignore_errors=True)
     return out
+
+
+def crop_sizes(crop):
+    """``data.stage1.crop``: one size, or a list of sizes drawn per example."""
+    return tuple(int(c) for c in crop) if isinstance(crop, list | tuple) else int(crop)
 
 
 def _is_arrays(images) -> bool:
@@ -263,7 +287,8 @@ def run_stage1_data(cfg: Stage1DataConfig) -> dict:
     """The stage1-data job."""
     out = build_stage1_dataset(
         cfg.out, list(cfg.train_images), cfg.n_train, list(cfg.val_images) if cfg.val_images is not None else None,
-        cfg.n_val, seed=cfg.seed, crop=cfg.crop, k_weights=tuple(cfg.k_weights), tools=cfg.tools,
+        cfg.n_val, seed=cfg.seed, crop=crop_sizes(cfg.crop), k_weights=tuple(cfg.k_weights), tools=cfg.tools,
+        camera=cfg.camera, p_snow=cfg.p_snow, targets=cfg.targets,
     )
     return {"out": str(out)}
 

@@ -31,7 +31,7 @@ from .evaluation import evaluate_generation
 from .extend import extension_token_ids
 from .finetune import apply_finetune_mode, count_parameters, prepare_base
 from .planner import eos_ids
-from .train_data import STAGE1, build_stage1_dataset, load_splits, mix_replay
+from .train_data import STAGE1, build_stage1_dataset, crop_sizes, load_splits, mix_replay
 from .view import ViewConfig
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,12 @@ def train(cfg) -> dict:
                 list(s1.val_images) if s1.val_images is not None else None,
                 int(s1.n_val),
                 seed=int(s1.seed),
-                crop=int(s1.crop),
+                crop=crop_sizes(s1.crop),
                 k_weights=tuple(s1.k_weights),
                 tools=dict(pcfg.tools) if pcfg.tools else None,
+                camera=float(s1.camera),
+                p_snow=float(s1.p_snow),
+                targets=s1.targets,
             )
         accelerator.wait_for_everyone()
     train_ds, val_ds = load_splits(data_path, float(dcfg.val_fraction), seed, dcfg.max_val)
@@ -143,6 +146,9 @@ def train(cfg) -> dict:
     if not main:
         base, meta = prepare_base(pcfg, run_dir)
     view = ViewConfig(**(dataclasses.asdict(pcfg.view) if pcfg.view is not None else meta.get("view") or {"layout": "none"}))
+    # lazily, as transformers itself: registers the degradation detector as a vision model type
+    from . import perception_tower  # noqa: F401
+
     processor = AutoProcessor.from_pretrained(base, **(pcfg.processor_kwargs or {}))
     dtype = getattr(torch, pcfg.dtype)
     net = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)

@@ -20,6 +20,11 @@ vision tower (whose patch embedding is linear) sees them at once.
 Native crops start on multiples of 8 pixels so that JPEG block edges fall at the same place in
 every patch.
 
+``layout="tiles"`` is what a planner whose vision tower is the degradation detector
+(:mod:`.perception_tower`) sees: a ``size`` x ``size`` mosaic of native-pixel tiles of
+:data:`TILE` px, spread evenly over the photo (random places in training), reflect-padded when the
+photo is smaller than a tile, as the detector itself scores photos.
+
 ``layout="crop"`` is one native centre crop, ``layout="resize"`` the whole image resized, and
 ``layout="none"`` hands the image to the processor untouched (what a pretrained VLM's own
 image processor expects). Training and inference build the view with the same function.
@@ -31,7 +36,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-LAYOUTS = ("mosaic", "mosaic_detail", "crop", "resize", "none")
+LAYOUTS = ("mosaic", "mosaic_detail", "crop", "resize", "none", "tiles")
+TILE = 128  # the detector's tile (restoreagent.perception)
 DETAIL_GAIN = 6.0
 GRID = 8  # JPEG block size
 
@@ -46,6 +52,8 @@ class ViewConfig:
             raise ValueError(f"unknown view layout {self.layout!r}; layouts: {', '.join(LAYOUTS)}")
         if self.size < 8:
             raise ValueError(f"view size must be at least 8, got {self.size}")
+        if self.layout == "tiles" and self.size % TILE:
+            raise ValueError(f"a tiles view is a mosaic of {TILE}-px tiles: size must be a multiple of {TILE}, got {self.size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +134,8 @@ def planner_view(image, config: ViewConfig | None = None, rng: np.random.Generat
         out = _to_uint8(a)
     elif cfg.layout == "resize":
         out = _to_uint8(_square_global(a, s))
+    elif cfg.layout == "tiles":
+        out = _tile_mosaic(a, s // TILE, rng)
     elif cfg.layout == "crop":
         c = rng.uniform(0.2, 0.8, size=2) if rng is not None else (0.5, 0.5)
         out = _to_uint8(_native_crop(a, c[0], c[1], s))
@@ -143,3 +153,23 @@ def planner_view(image, config: ViewConfig | None = None, rng: np.random.Generat
         if out.shape[0] != s:
             out = _resize(out, s, s)
     return Image.fromarray(np.ascontiguousarray(out), "RGB")
+
+
+def _tile_mosaic(a: np.ndarray, grid: int, rng: np.random.Generator | None) -> np.ndarray:
+    from ...perception.detector import tile_grid
+
+    h, w = a.shape[:2]
+    if h < TILE or w < TILE:
+        a = np.pad(a, ((0, max(0, TILE - h)), (0, max(0, TILE - w)), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        h, w = a.shape[:2]
+    n = grid * grid
+    if rng is not None:
+        spots = [(int(rng.integers(0, h - TILE + 1)), int(rng.integers(0, w - TILE + 1))) for _ in range(n)]
+    else:
+        spots = tile_grid(h, w, TILE, n)
+        spots = [spots[i % len(spots)] for i in range(n)]
+    out = np.empty((grid * TILE, grid * TILE, 3), np.uint8)
+    for i, (y, x) in enumerate(spots):
+        r, c = divmod(i, grid)
+        out[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE] = _to_uint8(a[y : y + TILE, x : x + TILE])
+    return out

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ...catalog.learned import learned_tool
 from ...config import build, to_dict
 from ...degradations import PARAM_RANGES, apply_degradation
-from ...degradations.params import is_int_range
+from ...degradations.params import CAMERA_PARAMS, is_int_range, sample_camera_params
 from ...imageio import atomic_write_text, list_images, load_image
 from ...jobs.train_tool import ToolTrainConfig
 from ...splits import split_files
@@ -84,10 +84,14 @@ def make_pairs(
     seed: int,
     desc: str = "pairs",
     guides: list[dict] | None = None,
+    camera: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` (degraded, clean) uint8 pairs, (n, crop, crop, C) and (n, crop, crop, 3); same seed, same pairs.
 
     With ``guides`` the degraded side also carries each guide tool's output as extra channels (C > 3).
+    ``camera``: probability that a pair's degradation also gets camera-realism parameters
+    (``CAMERA_PARAMS``: signal-dependent, channel- and spatially correlated noise, ...), so the tool
+    learns real cameras' degradations too; 0 (the default) draws nothing and keeps the old pairs.
     """
     fns = guide_functions(guides)
     rng = np.random.default_rng(seed)
@@ -100,6 +104,8 @@ def make_pairs(
             cache[f] = load_image(f)
         view = _random_view(cache[f], crop, rng)
         params = sample_in_ranges(degradation, ranges, rng)
+        if camera > 0 and degradation in CAMERA_PARAMS and rng.random() < camera:
+            params.update(sample_camera_params(degradation, rng))
         out = apply_degradation(view, degradation, params, rng=np.random.default_rng(rng.integers(2**63)))
         deg[i] = np.round(np.clip(stack_guides(out, fns), 0, 1) * 255)
         clean[i] = np.round(view * 255)
@@ -184,9 +190,11 @@ def train_tool(cfg) -> dict:
     deg_name, ranges = decl.degradation, dict(decl.ranges)
     t0 = time.perf_counter()
     guides = [resolve_guide(g) for g in (cfg.guides if cfg.guides is not None else decl.guides)]
-    pool = make_pairs(train_files, deg_name, ranges, data.n_pairs, data.pool_crop, data.seed, "train pairs", guides)
+    pool = make_pairs(train_files, deg_name, ranges, data.n_pairs, data.pool_crop, data.seed, "train pairs", guides,
+                      camera=data.camera)
     val_src = val_files or train_files
-    val = make_pairs(val_src, deg_name, ranges, data.n_val, data.val_crop, data.seed + 1, "val pairs", guides)
+    val = make_pairs(val_src, deg_name, ranges, data.n_val, data.val_crop, data.seed + 1, "val pairs", guides,
+                     camera=data.camera)
     log.info("made %d train / %d val pairs in %.0f s", len(pool[0]), len(val[0]), time.perf_counter() - t0)
 
     arch_kwargs = {**decl.arch_kwargs, **(cfg.arch_kwargs or {}), **({"guides": len(guides)} if guides else {})}
