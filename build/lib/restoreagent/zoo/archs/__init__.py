@@ -1,1 +1,0 @@
-"""Architectures the project loads itself (those spandrel does not cover)."""
