@@ -96,27 +96,47 @@ def summarise(result: dict, labels: list[str]) -> dict:
 
 
 def confusion_png(summaries: dict, labels: list[str], path: Path) -> None:
-    """Per set: rows = true degradation (plus 'clean'), columns = how often each label is predicted."""
+    """One panel per synthetic set (clean sets give the 'clean' row of the panels of their size).
+
+    Row i, column j: on the samples where degradation i is present, how often j is *wrongly*
+    reported (j absent but predicted); the diagonal is i's recall. Row 'clean': how often each
+    degradation is reported on clean photos. Co-occurring true degradations are not counted as
+    confusions, so the picture shows what the detector mistakes for what.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(summaries)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), squeeze=False)
-    for ax, (name, s) in zip(axes[0], summaries.items()):
+    clean = {k: v for k, v in summaries.items() if k.startswith("clean")}
+    sets = {k: v for k, v in summaries.items() if k not in clean}
+    n = max(1, len(sets))
+    cols = min(2, n)
+    rows_n = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.4 * cols, 5.0 * rows_n), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, (name, s) in zip(axes.ravel(), sets.items()):
         truth, pred, _ = s["_arrays"]
-        rows = [truth[:, j] for j in range(len(labels))] + [~truth.any(axis=1)]
-        m = np.array([pred[r].mean(axis=0) if r.any() else np.full(len(labels), np.nan) for r in rows])
-        ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
+        m = np.full((len(labels) + 1, len(labels)), np.nan)
+        for i in range(len(labels)):
+            rows = truth[:, i]
+            if rows.any():
+                m[i] = (pred[rows] & ~truth[rows]).mean(axis=0)
+                m[i, i] = pred[rows, i].mean()
+        size = "whole" if "whole" in name else "128"
+        for cname, cs in clean.items():
+            if size in cname:
+                m[-1] = cs["_arrays"][1].mean(axis=0)
+        ax.imshow(np.nan_to_num(m, nan=0.0), vmin=0, vmax=1, cmap="magma")
         for (i, j), v in np.ndenumerate(m):
-            if not np.isnan(v):
+            if not np.isnan(v) and (v >= 0.005 or i == j):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(labels) + 1), [*labels, "clean"], fontsize=7)
-        ax.set_xlabel("predicted")
+        ax.set_xlabel("reported (diagonal: recall; elsewhere: wrongly reported)", fontsize=7)
         ax.set_ylabel("present")
-        ax.set_title(f"{name}\nexact set {s['exact_set']:.1%}", fontsize=9)
+        ax.set_title(f"{name}: exact set {s['exact_set']:.1%}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
