@@ -251,7 +251,7 @@ def test_bad_catalogue_entries_are_refused(tmp_path, monkeypatch):
         f = tmp_path / "c.yaml"
         f.write_text(yaml.safe_dump([{**good, **change}]))
         monkeypatch.setenv("RESTOREAGENT_ZOO_MODELS", str(f))
-        with pytest.raises(models.CatalogError):
+        with pytest.raises(models.ModelListError):
             models.load_models()
 
 

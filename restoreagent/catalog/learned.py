@@ -4,7 +4,7 @@ A declaration is read three ways:
 
 - the catalogue entry (:meth:`LearnedTool.spec`): the registry's tool, built by
   ``restoreagent.tools.learned:build_learned_tool`` from ``assets/tools/NAME.safetensors``;
-- the training recipe (``degradation``, ``ranges``, ``arch``, ``guides`` and the ``data`` /
+- how it is trained (``degradation``, ``ranges``, ``arch``, ``guides`` and the ``data`` /
   ``train`` overrides of the train-tool job, :mod:`restoreagent.jobs.train_tool`);
 - the severity range (``severity``): where the planner's stage-1 targets choose this tool
   (:func:`restoreagent.planners.baselines.severity_matched_plan`; the parameter is the task's in

@@ -1,4 +1,4 @@
-"""Published restoration models ("the zoo"): a pinned catalogue, a checked download cache, safe loading.
+"""Published restoration models ("the zoo"): a pinned model list, a checked download cache, safe loading.
 
 - :mod:`.models`   ``models.yaml``: name, task, architecture, URL, SHA-256 (and where it was
   published), licence, expected input; each entry is a registry tool of kind ``hub``
@@ -7,7 +7,7 @@
 - :mod:`.loader`   weights-only loading, spandrel architectures, same-size super-resolution
 - :mod:`.cli`      ``restoreagent zoo list | download | verify | path``
 
-A catalogued model becomes an available tool (``restoreagent tools``, the search, the planners)
+A listed model becomes an available tool (``restoreagent tools``, the search, the planners)
 as soon as its verified file is in the cache.
 """
 

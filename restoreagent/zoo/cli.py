@@ -18,7 +18,7 @@ def add_zoo_parser(sub) -> None:
     )
     zsub = p.add_subparsers(dest="zoo_command", required=True)
 
-    q = zsub.add_parser("list", help="the catalogue and what is in the cache")
+    q = zsub.add_parser("list", help="the model list and what is in the cache")
     q.add_argument("--task", help="only the models of this task")
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable list")
@@ -31,12 +31,12 @@ def add_zoo_parser(sub) -> None:
         "--from",
         dest="source",
         metavar="FILE_OR_URL",
-        help="use this file (or URL) instead of the catalogue URL, e.g. one fetched on another machine",
+        help="use this file (or URL) instead of the model list's URL, e.g. one fetched on another machine",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_download)
 
-    q = zsub.add_parser("verify", help="re-hash cached files against the catalogue (default: all models)")
+    q = zsub.add_parser("verify", help="re-hash cached files against the model list (default: all models)")
     q.add_argument("names", nargs="*", metavar="NAME")
     q.set_defaults(func=cmd_verify)
 
@@ -114,7 +114,7 @@ def cmd_verify(args) -> int:
             bad += bool(args.names)
         else:
             print(
-                f"{r.model.name}: CHECKSUM MISMATCH: {r.path} has sha256 {r.digest}, the catalogue says {r.model.sha256}; "
+                f"{r.model.name}: CHECKSUM MISMATCH: {r.path} has sha256 {r.digest}, the model list says {r.model.sha256}; "
                 f"delete it or run `restoreagent zoo download {r.model.name}`"
             )
             bad += 1

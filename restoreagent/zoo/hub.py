@@ -1,12 +1,12 @@
-"""The model cache: download, copy in and verify the catalogue's weight files.
+"""The model cache: download, copy in and verify the model list's weight files.
 
 - **Cache folder**: ``$RESTOREAGENT_CACHE`` when set, else ``~/.cache/restoreagent/zoo``. One
-  file per catalogue file name; a model is available exactly when its file is there (files only
-  land there after their SHA-256 matched the catalogue, and the loader checks it again).
+  file per listed file name; a model is available exactly when its file is there (files only
+  land there after their SHA-256 matched the model list, and the loader checks it again).
 - **Downloads** stream to a temporary file inside the cache folder while hashing, then are
   renamed into place atomically; a checksum mismatch deletes the temporary file and is a
   one-line error. ``http(s)://`` and ``file://`` URLs are supported.
-- **Offline mode** (``RESTOREAGENT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): catalogue URLs are never
+- **Offline mode** (``RESTOREAGENT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): model list's URLs are never
   fetched; the error names the missing file and where it goes. A file fetched elsewhere is
   copied in with ``restoreagent zoo download NAME --from FILE`` (checked the same way).
 """
@@ -36,7 +36,7 @@ class ZooError(RestoreAgentError):
 
 
 class ChecksumError(ZooError):
-    """A file's SHA-256 is not the catalogue's."""
+    """A file's SHA-256 is not the model list's."""
 
 
 def cache_dir() -> Path:
@@ -50,7 +50,7 @@ def offline() -> bool:
 
 
 def cached_path(model) -> Path:
-    """The cache location of a catalogue model's file (it may not exist)."""
+    """The cache location of a listed model's file (it may not exist)."""
     return cache_dir() / model.file_name
 
 
@@ -128,7 +128,7 @@ def fetch_verified(model, source: str, *, allow_network: bool, progress: bool) -
                 written += len(chunk)
                 if model.size_bytes and written > model.size_bytes:
                     raise ChecksumError(
-                        f"{model.name}: {what} is larger than the catalogue's {model.size_bytes} bytes; "
+                        f"{model.name}: {what} is larger than the model list's {model.size_bytes} bytes; "
                         "not the published file (nothing was kept)"
                     )
                 h.update(chunk)

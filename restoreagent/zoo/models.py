@@ -1,7 +1,7 @@
-"""The catalogue of published models (``restoreagent/zoo/models.yaml``) and its tool specs.
+"""The list of published models (``restoreagent/zoo/models.yaml``) and its tool specs.
 
 Each entry pins one weight file by URL and SHA-256 and says which task it serves and how it is
-loaded. Extra catalogues (your own pinned models, or test fixtures) are YAML files of the same
+loaded. Extra model lists (your own pinned models, or test fixtures) are YAML files of the same
 form listed in ``$RESTOREAGENT_ZOO_MODELS`` (separated by ``os.pathsep``); they may also use
 ``file://`` and ``http://`` URLs.
 
@@ -35,8 +35,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class CatalogError(RestoreAgentError, ValueError):
-    """A catalogue file is malformed (unknown field, bad digest, duplicate name...)."""
+class ModelListError(RestoreAgentError, ValueError):
+    """A model list file is malformed (unknown field, bad digest, duplicate name...)."""
 
 
 @dataclass(frozen=True)
@@ -94,36 +94,36 @@ def _entry(raw: dict, origin: str, shipped: bool) -> ZooModel:
     where = f"{origin}: model {raw.get('name', '?')!r}"
     unknown = set(raw) - _FIELDS
     if unknown:
-        raise CatalogError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise ModelListError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     missing = sorted(k for k in _REQUIRED if not raw.get(k))
     if missing:
-        raise CatalogError(f"{where}: missing {', '.join(missing)}")
+        raise ModelListError(f"{where}: missing {', '.join(missing)}")
     raw = dict(raw)
     raw["requires"] = tuple(raw.get("requires") or ())
     raw["params"] = dict(raw.get("params") or {})
     m = ZooModel(**raw)
     if not _NAME.match(m.name):
-        raise CatalogError(f"{where}: names are lowercase letters, digits and '_'")
+        raise ModelListError(f"{where}: names are lowercase letters, digits and '_'")
     if m.task not in TASKS:
-        raise CatalogError(f"{where}: unknown task {m.task!r}; tasks: {', '.join(TASKS)}")
+        raise ModelListError(f"{where}: unknown task {m.task!r}; tasks: {', '.join(TASKS)}")
     if m.loader not in LOADERS:
-        raise CatalogError(f"{where}: unknown loader {m.loader!r}; loaders: {', '.join(LOADERS)}")
+        raise ModelListError(f"{where}: unknown loader {m.loader!r}; loaders: {', '.join(LOADERS)}")
     if not _SHA256.match(m.sha256):
-        raise CatalogError(f"{where}: sha256 must be 64 lowercase hex digits")
+        raise ModelListError(f"{where}: sha256 must be 64 lowercase hex digits")
     scheme = urllib.parse.urlparse(m.url).scheme
     if scheme not in (("https",) if shipped else ("https", "http", "file")):
-        raise CatalogError(f"{where}: url must be https://" + ("" if shipped else ", http:// or file://"))
+        raise ModelListError(f"{where}: url must be https://" + ("" if shipped else ", http:// or file://"))
     if not isinstance(m.scale, int) or m.scale < 1:
-        raise CatalogError(f"{where}: scale must be a positive integer")
+        raise ModelListError(f"{where}: scale must be a positive integer")
     if not m.file_name or "/" in m.file_name or m.file_name.startswith("."):
-        raise CatalogError(f"{where}: bad file name {m.file_name!r}")
+        raise ModelListError(f"{where}: bad file name {m.file_name!r}")
     return m
 
 
 def _read(text: str, origin: str, shipped: bool) -> list[ZooModel]:
     data = yaml.safe_load(text) or []
     if not isinstance(data, list):
-        raise CatalogError(f"{origin}: a catalogue is a YAML list of models")
+        raise ModelListError(f"{origin}: a model list is a YAML list of models")
     return [_entry(raw, origin, shipped) for raw in data]
 
 
@@ -133,7 +133,7 @@ def extra_model_lists() -> list[Path]:
 
 
 def load_models() -> tuple[ZooModel, ...]:
-    """The shipped catalogue plus those in ``$RESTOREAGENT_ZOO_MODELS``, validated."""
+    """The shipped model list plus those in ``$RESTOREAGENT_ZOO_MODELS``, validated."""
     models = _read(
         resources.files(__package__).joinpath("models.yaml").read_text(),
         "restoreagent/zoo/models.yaml",
@@ -141,15 +141,15 @@ def load_models() -> tuple[ZooModel, ...]:
     )
     for path in extra_model_lists():
         if not path.is_file():
-            raise CatalogError(f"{MODELS_ENV}: {path} is not a file")
+            raise ModelListError(f"{MODELS_ENV}: {path} is not a file")
         models += _read(path.read_text(), str(path), False)
     names, files = set(), {}
     for m in models:
         if m.name in names:
-            raise CatalogError(f"model zoo: duplicate name {m.name!r}")
+            raise ModelListError(f"model zoo: duplicate name {m.name!r}")
         names.add(m.name)
         if files.setdefault(m.file_name, m.sha256) != m.sha256:
-            raise CatalogError(f"model zoo: file {m.file_name!r} is listed with two different sha256")
+            raise ModelListError(f"model zoo: file {m.file_name!r} is listed with two different sha256")
     return tuple(models)
 
 
@@ -158,7 +158,7 @@ def get_model(name: str) -> ZooModel:
 
 
 def hub_tool_specs() -> list:
-    """One registry ToolSpec per catalogue model (weights: the absolute cache path)."""
+    """One registry ToolSpec per listed model (weights: the absolute cache path)."""
     specs = []
     for m in load_models():
         params = {
@@ -191,9 +191,9 @@ class Fetched:
 
 
 def download(name: str, source: str | None = None, *, progress: bool = True) -> Fetched:
-    """Put catalogue model ``name``'s file in the cache, checked against its SHA-256.
+    """Put listed model ``name``'s file in the cache, checked against its SHA-256.
 
-    ``source`` (a path or URL) replaces the catalogue URL, e.g. a file fetched on another
+    ``source`` (a path or URL) replaces the model list's URL, e.g. a file fetched on another
     machine; it is checked the same way. A file already in the cache is re-hashed and kept when
     it matches (replaced when it does not).
     """
@@ -224,7 +224,7 @@ class Verified:
 
 
 def verify(names=None) -> list[Verified]:
-    """Re-hash the cached files of the named models (default: every catalogue model)."""
+    """Re-hash the cached files of the named models (default: every listed model)."""
     models = [get_model(n) for n in names] if names else list(load_models())
     hashes: dict[Path, str] = {}
     out = []
@@ -241,7 +241,7 @@ def verify(names=None) -> list[Verified]:
 
 
 def markdown_table(models=None) -> str:
-    """The catalogue as a Markdown table (docs/model_zoo.md is generated from it)."""
+    """The model list as a Markdown table (docs/model_zoo.md is generated from it)."""
     rows = [
         "| name | task | architecture | scale | size | licence | source |",
         "|---|---|---|---|---|---|---|",
