@@ -211,3 +211,40 @@ def test_fixed_detect_planner_follows_detected_set_and_severity():
     answer = get_planner("fixed+detect", detector=Stub()).plan(PlanRequest(image=np.zeros((8, 8, 3), np.float32)))
     assert answer.degradations == ("noise", "jpeg")
     assert [(s.task, s.tool) for s in answer.plan] == [("dejpeg", "unet_dejpeg_severe"), ("denoise", "unet_denoise_high")]
+
+
+def test_planner_with_the_detector_as_vision_tower(tmp_path):
+    """build_default with vision=perception: the detector's weights in a stock LLaVA, saved and loaded
+    through the Auto classes; with saw=detector the answer starts with the detector's set."""
+    import torch
+
+    from restoreagent.perception.detector import DEFAULT_DIR
+    from restoreagent.planners import PlanRequest
+    from restoreagent.planners.vlm import VLMPlanner
+    from restoreagent.planners.vlm.build_default import build_default
+
+    out = build_default(tmp_path / "p", sizes={"vision": "perception", "patch_size": 128, "view_size": 256,
+                                               "text_hidden": 32, "text_layers": 1, "text_mlp": 64}, layout="tiles")
+    planner = VLMPlanner(out, saw="detector")
+    tower = planner.net.model.vision_tower.net.state_dict()
+    from safetensors.torch import load_file
+
+    shipped = load_file(str(DEFAULT_DIR / "model.safetensors"))
+    assert all(torch.allclose(tower[k].float(), shipped[k].float()) for k in shipped)
+    image = np.asarray(data.coffee(), np.float32) / 255.0
+    noisy, _ = degrade(image, chain="noise:sigma=40", seed=0)
+    answer = planner.plan(PlanRequest(image=noisy))
+    assert answer.degradations == tuple(planner.last_detection.degradations)
+    assert "noise" in answer.degradations
+
+
+def test_shipped_planner_plans_the_readme_example():
+    from pathlib import Path
+
+    from restoreagent.imageio import load_image
+    from restoreagent.planners import PlanRequest, get_planner
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "astronaut_noise_jpeg.png"
+    answer = get_planner("vlm").plan(PlanRequest(image=load_image(example)))
+    assert set(answer.degradations) == {"noise", "jpeg"}
+    assert {s.task for s in answer.plan} == {"denoise", "dejpeg"}

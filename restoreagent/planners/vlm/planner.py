@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...dialogue import Answer, History, parse_answer, prompt
 from ...errors import PlanError, RestoreAgentError
+from ...plan import Plan
 from .build_default import default_planner_dir, read_meta
 from .grammar import AnswerGrammar, TokenConstraint, installed_tools, make_logits_processor, token_strings
 from .view import ViewConfig, planner_view
@@ -163,6 +164,7 @@ class VLMPlanner:
         max_new_tokens: int | None = None,
         net=None,
         processor=None,
+        saw: str | None = None,
     ):
         """``tools`` (task -> names) fixes the tool set instead of asking the registry at each plan.
 
@@ -186,6 +188,14 @@ class VLMPlanner:
             view = meta.get("view", {"layout": "none"})
         self.view = view if isinstance(view, ViewConfig) else ViewConfig(**view)
         self.constrained = constrained
+        # "detector": the answer's "saw:" part is the calibrated detector's decision (on as many
+        # tiles as the planner's view shows), forced as the start of the answer, and the language
+        # model plans from there (order and tools); "model": the model says what it saw itself.
+        self.saw = saw or meta.get("saw", "model")
+        if self.saw not in ("model", "detector"):
+            raise RestoreAgentError(f"saw must be 'model' or 'detector', got {self.saw!r}")
+        self.detector_tiles = int(meta.get("detector_tiles", 4))
+        self.last_detection = None
         self.tools = tools
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids(net, self.tokenizer)
@@ -236,6 +246,21 @@ class VLMPlanner:
         )
         return enc.to(self.net.device)
 
+    def forced_prefix(self, image, history: History | None) -> str:
+        """The start of the answer that is not left to the model ("" when it says all of it).
+
+        With ``saw="detector"`` the first answer for an image (not a reply after executed steps,
+        which may be a rollback) starts with the detector's set: ``saw: noise, jpeg | plan:``.
+        """
+        if self.saw != "detector" or (history is not None and history.last_step is not None):
+            return ""
+        from ...perception import default_detector
+
+        detector = default_detector()
+        detector.max_tiles = self.detector_tiles
+        self.last_detection = detector.detect(image)
+        return Answer(tuple(self.last_detection.degradations), Plan.of([])).text().rsplit(" ", 1)[0]
+
     # --- the protocol -----------------------------------------------------------------------
     def generate_text(self, image, history: History | None = None) -> str:
         import torch
@@ -243,6 +268,11 @@ class VLMPlanner:
         t0 = time.perf_counter()
         enc = self.inputs(image, history)
         n = enc["input_ids"].shape[1]
+        prefix = self.forced_prefix(image, history)
+        if prefix:  # generation continues the forced words; the grammar checks them like generated ones
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
+            enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
+            enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ids)], dim=1)
         kw = {}
         grammar = self.grammar(history)
         if self.constrained:
