@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 
 # Recorded at acfe09c, before the refactor (the benchmark's then: 2b047fbdb188b8c6c8ce654159f07c119c821ea529ac3680f1b6b5ed3509918e,
-# equal on the refactored tree). The benchmark's digest depends on the shipped tool weights: it was recorded
-# again at 6d68bba (main), whose retrained denoisers (restoreagent/assets/tools/unet_denoise_*.safetensors)
-# change its searches, and the refactored tree merged with it gives the same bytes. Retraining a shipped
-# tool changes it again (record it with `python tests/test_reference_outputs.py` on the commit before the
-# refactoring change you test, then check the change keeps it).
-BENCH_SHA256 = "da653844abfab118d7c52c50f63c78833493c6083361f3c7a63e4176a69ac37d"
+# equal on the refactored tree). The benchmark's digest depends on the shipped weights (tools, planner): it was
+# recorded again at 293b687 (main: retrained denoisers, the planner rebuilt on perception), and the refactored
+# tree merged with it gives the same bytes. Shipping new weights changes it again: record it with
+# `python tests/test_reference_outputs.py` on the commit before a refactoring change, then check the change keeps it.
+BENCH_SHA256 = "a4ae71447d92d80bbf0e2097f8bfd022da344a92f1269c43f957e26ecfa22199"
 LABELED_SHA256 = "033cc8d9694533695ff16a58ec7f09d88cd70418b682e1d79f10a8e984bce749"
 SFT_SHA256 = "8e483f4f5ae4646b807c6ecdb11b94aa100cb2ee7a925d36b7f7bbe6bd4da54d"
 
