@@ -8,8 +8,9 @@ Validation PSNR is measured at the end of training on pairs made from held-out t
 
 from pathlib import Path
 
+from restoreagent.catalog.spec import weights_path
 from restoreagent.tools.learned.export import read_tool_meta
-from restoreagent.tools.registry import _weights_path, list_specs
+from restoreagent.tools.registry import list_specs
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
     for s in list_specs():
         if s.kind != "learned" or not s.weights:
             continue
-        path = _weights_path(s.weights)
+        path = weights_path(s.weights)
         meta = read_tool_meta(path)
         ranges = (
             ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in (meta.get("ranges") or {}).items()) or "whole range"

@@ -15,7 +15,7 @@ every check scores the image before and after it. Steps:
   fixed recipe's order with the classical tool matched to the severity, step after step.
 
 Every check is measured on every task, including those it skips (``judged: no``), to show why it
-skips them. The last tables are the two harmful steps named in the issue (a strong denoiser and
+skips them. The last tables are the two harmful steps of docs/quality_check.md (a strong denoiser and
 gamma_strong on a clean photo) and each score's time at 512 px (one CPU thread).
 """
 
@@ -31,7 +31,7 @@ from restoreagent.bench import RESTOREAGENT_COMBOS
 from restoreagent.degradations import apply_degradation, degrade
 from restoreagent.degradations.params import complete_params
 from restoreagent.imageio import center_crop
-from restoreagent.planners.vlm.training import skimage_images
+from restoreagent.planners.vlm.train_data import skimage_images
 from restoreagent.quality import DEFAULT_QUALITY_CHECK, QUALITY_CHECKS, resolve_quality_checks
 from restoreagent.tasks import CORE_TASKS as TASKS  # the experiment covers the original eight tasks
 from restoreagent.tasks import DEGRADATION_FOR_TASK
@@ -200,7 +200,7 @@ def report(rows, photos) -> None:
         print(
             f"| {kind or 'all'} | {sum(map(by_default, g))} / {len(g)} | {sum(map(by_default, b))} / {len(b)} |"
         )
-    print("\nThe issue's two harmful steps, on each clean photo (PSNR of the output; rejected by: ...):\n")
+    print("\nThe two harmful steps of docs/quality_check.md, on each clean photo (PSNR of the output; rejected by: ...):\n")
     print("| photo | mean luma, gamma_strong before -> after | dct_high | gamma_strong |")
     print("|---|---|---|---|")
     for i in range(len(photos)):

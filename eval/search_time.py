@@ -16,8 +16,7 @@ import time
 import torch
 
 from restoreagent.degradations import degrade
-from restoreagent.imageio import load_image
-from restoreagent.labeling.labeler import quantize
+from restoreagent.imageio import load_image, quantize
 from restoreagent.scoring import Scorer
 from restoreagent.search import exhaustive_search
 

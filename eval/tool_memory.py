@@ -17,9 +17,9 @@ import json, resource, sys, time
 import numpy as np
 from restoreagent.tools.registry import get_tool, spec
 from restoreagent.tools.learned import build_learned_tool
-from restoreagent.tools.registry import _weights_path
+from restoreagent.catalog.spec import weights_path
 name, h, w, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-tool = build_learned_tool(str(_weights_path(spec(name).weights)), tile=tile)
+tool = build_learned_tool(str(weights_path(spec(name).weights)), tile=tile)
 img = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()

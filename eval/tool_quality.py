@@ -1,4 +1,4 @@
-"""PSNR / SSIM of every available tool of every task at three severities (issue 5's table).
+"""PSNR / SSIM of every available tool of every task at three severities (the table in docs/model_zoo.md).
 
     .venv/bin/python eval/tool_quality.py --images ../shared/data/images/cbsd68 --n 16 --crop 256 \
         [--tasks denoise,dejpeg] [--json OUT.json]
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.images == "skimage":  # scikit-image's colour photos: not a training or benchmark image
-        from restoreagent.planners.vlm.training import skimage_images
+        from restoreagent.planners.vlm.train_data import skimage_images
 
         photos = [center_crop(p, args.crop) for p in skimage_images()[: args.n]]
     else:

@@ -3,7 +3,8 @@
     .venv/bin/python eval/tool_runtime.py [--runs 5] [--update-catalog]
 
 Prints a markdown table (docs/benchmarks.md). --update-catalog writes the medians into the
-cost_s fields of restoreagent/catalog/tools*.yaml (the figure `restoreagent tools` shows).
+cost_s fields of the tool catalogue (restoreagent/catalog/tools.yaml and the learned tools'
+declarations, restoreagent/catalog/learned/NAME.yaml): the figure `restoreagent tools` shows.
 """
 
 import argparse
@@ -42,16 +43,18 @@ def main() -> None:
     for spec, t in rows:
         print(f"| {spec.task} | {spec.name} | {t:.3f} |")
     if args.update_catalog:
-        for path in sorted(
-            (Path(__file__).resolve().parents[1] / "restoreagent" / "catalog").glob("tools*.yaml")
-        ):
+        catalog = Path(__file__).resolve().parents[1] / "restoreagent" / "catalog"
+        for path in sorted(catalog.glob("tools*.yaml")):
             text = path.read_text()
             for spec, t in rows:
                 # replace the cost_s line inside this tool's entry (if the entry is in this file)
                 pattern = rf"(- name: {re.escape(spec.name)}\n(?:(?!- name:).*\n)*?\s+cost_s: )[0-9.]+"
                 text = re.sub(pattern, lambda m, t=t: f"{m.group(1)}{t:.3f}", text, count=1)
             path.write_text(text)
-
+        for spec, t in rows:  # a learned tool's declaration: its own file
+            decl = catalog / "learned" / f"{spec.name}.yaml"
+            if decl.is_file():
+                decl.write_text(re.sub(r"^cost_s: [0-9.]+", f"cost_s: {t:.3f}", decl.read_text(), count=1, flags=re.M))
 
 if __name__ == "__main__":
     main()

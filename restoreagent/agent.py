@@ -20,6 +20,7 @@ import numpy as np
 
 from .dialogue import Answer, History
 from .executor import execute, run_step
+from .imageio import save_image
 from .plan import Plan, Step
 from .planners import Planner, PlanRequest, get_planner
 from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, resolve_quality_checks
@@ -114,8 +115,6 @@ def stepwise_restore(
     deraining step that adds more than one grey level of noise, and a brightening step that moves
     the mean brightness away from mid-grey; dehazing is not judged (docs/quality_check.md).
     """
-    from .imageio import save_image
-
     checks = resolve_quality_checks(quality_check)
     if save_steps is not None:
         Path(save_steps).mkdir(parents=True, exist_ok=True)

@@ -21,20 +21,24 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from .degradations import degrade, sample_combination
+from . import agent, quality
+from .agent import stepwise_restore
+from .degradations import degrade
 from .errors import RestoreAgentError, UnknownNameError
 from .executor import execute
 from .imageio import atomic_write_text, center_crop, list_images, load_image
+from .jobs.bench import BenchConfig
 from .plan import Plan
 from .planners import PlanRequest, get_planner, planner_names
+from .sampling import sample_plan
 from .scoring import Scorer
-from .search import exhaustive_search, search_result_from_json
-from .tasks import physical_order, tasks_for
+from .search import default_toolset, exhaustive_search, search_result_from_json
+from .tasks import parse_combos, tasks_for
 
 # RestoreAgent's test combinations (anchors.md).
 RESTOREAGENT_COMBOS = [
@@ -81,65 +85,9 @@ def check_planner_names(names) -> None:
         raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
 
 
-@dataclass
-class BenchConfig:
-    images: str
-    out: str
-    samples: int = 50
-    seed: int = 0
-    planners: tuple[str, ...] = ("random", "fixed", "oracle")
-    combos_file: str | None = None
-    crop: int | None = 128
-    metrics: tuple[str, ...] | None = None  # None: psnr, ssim (+ lpips, dists when present)
-    max_degradations: int = 4
-
-
-def parse_combos(text: str, source: str = "combos") -> list[list[str]]:
-    """One combination per line, written like ``noise + jpeg``; '#' starts a comment."""
-    combos = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        names = [x.strip() for x in line.split("+")]
-        try:
-            names = physical_order(names)
-        except RestoreAgentError as e:
-            raise RestoreAgentError(f"{source}:{n}: {e}") from None
-        if len(set(names)) != len(names):
-            raise RestoreAgentError(f"{source}:{n}: a degradation appears twice in {line!r}")
-        combos.append(names)
-    if not combos:
-        raise RestoreAgentError(f"{source}: no combinations in the file")
-    return combos
-
-
-def sample_plan(cfg: BenchConfig, files: list[Path], combos: list[list[str]] | None) -> list[dict]:
-    """Which image and which combination each sample uses (deterministic in the seed)."""
-    order = np.random.default_rng([cfg.seed, 1]).permutation(len(files))
-    out = []
-    for i in range(cfg.samples):
-        rng = np.random.default_rng([cfg.seed, 2, i])
-        if combos:
-            combo = combos[i % len(combos)]
-        else:
-            combo = sample_combination(rng, int(rng.integers(1, cfg.max_degradations + 1)))
-        out.append(
-            {
-                "index": i,
-                "image": files[order[i % len(files)]],
-                "combo": combo,
-                "seed": cfg.seed * 1_000_003 + i,
-            }
-        )
-    return out
-
-
 def _sample_key(sample: dict, crop, metrics) -> str:
     """Names a sample's cached search: its image, degradations, seed, crop, metrics and the candidate
     tools of its tasks (tools of other tasks joining the catalogue do not invalidate it)."""
-    from .search import default_toolset
-
     toolset = default_toolset(tasks_for(sample["combo"]))
     key = json.dumps([str(sample["image"]), sample["combo"], sample["seed"], crop, toolset, list(metrics)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -198,8 +146,6 @@ def run_planner(name: str, planner, sample: dict, record: dict, degraded, clean,
     """One planner on one sample: its plan, what it saw, its cost and its scores in the search frame."""
     timed = _TimedPlanner(planner)
     if split_planner_name(name)[0] in STEPWISE_PLANNERS:
-        from .agent import stepwise_restore
-
         t0 = time.perf_counter()
         run = stepwise_restore(degraded, timed)
         run_seconds = time.perf_counter() - t0
@@ -254,8 +200,6 @@ def planner_fingerprint(name: str, planner) -> str:
     """What a planner's cached rows depend on besides the sample: the bench row version, the
     planner's code, the stepwise loop's and quality checks' code for a stepwise name, the catalogue (fixed recipe,
     severity ranges, tools) and the files of its model folder (``planner.source``, the VLM's)."""
-    from . import agent, quality
-
     h = hashlib.sha256(
         f"{ROW_VERSION}\0{name}\0{type(planner).__module__}.{type(planner).__qualname__}".encode()
     )

@@ -2,6 +2,9 @@
 
 Every user-facing failure is a RestoreAgentError: printed as one line naming the file and the
 problem, exit status 2, no traceback, and no output file written.
+
+Each command imports what it runs inside its function: building the parser imports only the job
+configs (light dataclasses), so ``restoreagent --help`` and every command start fast.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ import json
 import sys
 from pathlib import Path
 
+from .config import add_arguments, from_args
 from .errors import RestoreAgentError
+from .jobs import add_arguments as add_job_arguments
+from .jobs import take_overrides
+from .jobs.bench import BenchConfig
 
 
 def _add_degrade(sub):
@@ -203,46 +210,46 @@ def cmd_plan(args) -> int:
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
-    p.add_argument("--images", required=True, help="folder of clean images")
-    p.add_argument("--samples", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--planners",
-        default="random,fixed,oracle",
-        help="comma list of random, fixed, oracle, vlm (one-shot) and vlm_stepwise (the VLM re-planning "
-        "after every step with rollback, as `run --auto --stepwise`); vlm@FOLDER or vlm_stepwise@FOLDER for a planner saved elsewhere",
-    )
-    p.add_argument("--combos", metavar="FILE", help="one combination per line, e.g. 'noise + jpeg'")
-    p.add_argument("--crop", type=int, default=128, metavar="PX", help="centre crop size (0: whole image)")
-    p.add_argument(
-        "--metrics", default="auto", help="comma list of psnr,ssim,lpips,dists (auto: those available)"
-    )
-    p.add_argument("--out", required=True, help="output folder (results.json, results.md, cached searches)")
+    add_arguments(p, BenchConfig)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
-    from .bench import BenchConfig, check_planner_names, run_bench
+    from .bench import check_planner_names, results_markdown, run_bench
 
-    planners = tuple(p.strip() for p in args.planners.split(",") if p.strip())
-    check_planner_names(planners)
-    if args.samples < 1:
+    cfg = from_args(BenchConfig, args)
+    check_planner_names(cfg.planners)
+    if cfg.samples < 1:
         raise RestoreAgentError("--samples must be at least 1")
-    cfg = BenchConfig(
-        images=args.images,
-        out=args.out,
-        samples=args.samples,
-        seed=args.seed,
-        planners=planners,
-        combos_file=args.combos,
-        crop=args.crop or None,
-        metrics=None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(",")),
-    )
     result = run_bench(cfg)
-    from .bench import results_markdown
-
     print(results_markdown(result))
-    print(f"wrote {Path(args.out) / 'results.json'} and results.md")
+    print(f"wrote {Path(cfg.out) / 'results.json'} and results.md")
+    return 0
+
+
+JOB_HELP = "run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]"
+JOB_ABOUT = ("Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
+             "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.")
+
+
+def _add_job(sub):
+    p = sub.add_parser("job", help=JOB_HELP, description=JOB_ABOUT)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the job (--list: all of them)")
+    p.add_argument("--list", action="store_true", help="list the jobs and their configs")
+    add_job_arguments(p)
+    p.set_defaults(func=cmd_job)
+
+
+def cmd_job(args) -> int:
+    from .jobs import JOBS, run_from_args
+
+    if args.list or not args.name:
+        for job in JOBS.values():
+            print(f"{job.name:<17} {job.summary}  [{job.config}]")
+        return 0
+    result = run_from_args(args.name, args)
+    if isinstance(result, dict):
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1, default=str))
     return 0
 
 
@@ -266,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_detect_parser,
         _add_run,
         _add_bench,
+        _add_job,
         add_label_parser,
         add_dataset_parser,
         add_planner_parser,
@@ -277,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_job:
+        args.overrides += take_overrides(parser, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except RestoreAgentError as e:

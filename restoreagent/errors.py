@@ -20,3 +20,12 @@ class PlanError(RestoreAgentError):
 
 class UnknownNameError(RestoreAgentError):
     """A name (degradation, tool, planner, metric) is not known; the message lists what exists."""
+
+
+def by_name(items, name: str, what: str, listing: str):
+    """The item of ``items`` whose ``.name`` is ``name``; else an UnknownNameError listing them all."""
+    items = list(items)
+    for item in items:
+        if item.name == name:
+            return item
+    raise UnknownNameError(f"unknown {what} {name!r}; {listing}: {', '.join(i.name for i in items)}")

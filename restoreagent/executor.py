@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .imageio import save_image
 from .plan import Plan, Step
 from .tools.registry import get_tool
 
@@ -54,8 +55,6 @@ def execute(
     on_step: Callable[[StepReport], None] | None = None,
 ) -> tuple[np.ndarray, ExecutionReport]:
     """Apply the plan's tools in order. ``save_steps`` keeps every intermediate image as PNG."""
-    from .imageio import save_image
-
     report = ExecutionReport(plan)
     t0 = time.perf_counter()
     if save_steps is not None:

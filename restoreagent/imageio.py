@@ -7,6 +7,7 @@ problem into an ImageError naming the file. Saving is atomic and never touches t
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -125,6 +126,24 @@ def _to_float_rgb(im: Image.Image) -> np.ndarray:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def quantize(image: np.ndarray) -> np.ndarray:
+    """What the image becomes once stored as an 8-bit PNG and decoded again."""
+    return to_uint8(image).astype(np.float32) / np.float32(255.0)
+
+
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """An 8-bit RGB PNG of a float image (the bytes datasets store; 6 is PIL's default level)."""
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image), "RGB").save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> float32 RGB, exactly as :func:`quantize` produced it."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB")).astype(np.float32) / np.float32(255.0)
 
 
 def check_output_path(out, *inputs) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .errors import PlanError
 from .tasks import TASKS
+from .tools.registry import list_specs
 
 EMPTY_PLAN_TEXT = "none"
 
@@ -102,8 +103,6 @@ def validate_plan(plan: Plan, check_tools: bool = True) -> None:
             raise PlanError(f"task {step.task!r} appears twice in the plan")
         seen.add(step.task)
         if check_tools:
-            from .tools.registry import list_specs
-
             specs = {s.name: s for s in list_specs()}
             here = [s.name for s in specs.values() if s.task == step.task and s.available]
             if step.tool not in specs or specs[step.tool].task != step.task:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import RestoreAgentError, UnknownNameError
+from .scoring import to_tensor
 from .tasks import TASKS
 
 
@@ -113,10 +114,8 @@ def piqe(image: np.ndarray) -> float:
     """pyiqa's PIQE (0-100, lower is better); needs no weight file."""
     import torch
 
-    from .scoring import _to_tensor
-
     with torch.inference_mode():
-        return float(_piqe_metric()(_to_tensor(image)).item())
+        return float(_piqe_metric()(to_tensor(image)).item())
 
 
 @functools.cache

@@ -68,7 +68,7 @@ def _pyiqa_metric(name: str):
     return pyiqa.create_metric(METRICS[name].pyiqa_name, device="cpu", as_loss=False)
 
 
-def _to_tensor(image: np.ndarray):
+def to_tensor(image: np.ndarray):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
@@ -109,7 +109,7 @@ class _Reference:
         import torch
 
         self.array = reference.copy()  # compared by value: a caller may reuse its buffer
-        self.tensor = _to_tensor(reference)
+        self.tensor = to_tensor(reference)
         y = _luma255(self.tensor)
         self.y = y
         stats = _filter_valid(torch.cat([y, y * y], dim=1))
@@ -169,7 +169,7 @@ class Scorer:
             raise ValueError(f"cannot score an image of shape {image.shape} against a reference of shape {reference.shape}")
         with torch.inference_mode():
             ref = self._reference(reference)
-            x = _to_tensor(image)
+            x = to_tensor(image)
             out = {}
             for m in self.metrics:
                 if self.fast and m in _FAST:

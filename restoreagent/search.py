@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .plan import Plan, Step
+from .plan import Plan, Step, parse_plan
 from .scoring import Scorer, ZStats, ranking_percent
 from .tasks import TASK_FOR_DEGRADATION, physical_task_order
 from .tools.registry import get_tool, tools_for_task
@@ -190,8 +190,6 @@ def naive_search(degraded, clean, tasks, toolset, scorer: Scorer) -> dict[str, d
 
 def search_result_from_json(d: dict) -> SearchResult:
     """Inverse of SearchResult.to_json (the benchmark and labeler cache searches on disk)."""
-    from .plan import parse_plan
-
     cands = [Candidate(parse_plan(c["plan"], check_tools=False), c["metrics"], c["balanced"]) for c in d["candidates"]]
     nodes = [Node(parse_plan(n["steps"], check_tools=False).steps, n["metrics"]) for n in d.get("nodes", [])]
     return SearchResult(

@@ -18,6 +18,8 @@ where they are named (a chain, a combinations file, an explicit degradation list
 
 from __future__ import annotations
 
+from .errors import RestoreAgentError, UnknownNameError
+
 # Registration order: append only (indices seed the random streams of each degradation).
 DEGRADATIONS: tuple[str, ...] = (
     "haze",
@@ -79,8 +81,6 @@ def physical_order(degradations) -> list[str]:
     names = list(degradations)
     unknown = [d for d in names if d not in TASK_FOR_DEGRADATION]
     if unknown:
-        from .errors import UnknownNameError
-
         raise UnknownNameError(f"unknown degradation {unknown[0]!r}; known: {', '.join(PHYSICAL_ORDER)}")
     return sorted(names, key=PHYSICAL_ORDER.index)
 
@@ -93,3 +93,23 @@ def physical_task_order(tasks) -> list[str]:
 def tasks_for(degradations) -> list[str]:
     """Tasks that undo the given degradations, in physical order of the degradations."""
     return [TASK_FOR_DEGRADATION[d] for d in physical_order(degradations)]
+
+
+def parse_combos(text: str, source: str = "combos") -> list[list[str]]:
+    """One combination per line, written like ``noise + jpeg``; '#' starts a comment."""
+    combos = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        names = [x.strip() for x in line.split("+")]
+        try:
+            names = physical_order(names)
+        except RestoreAgentError as e:
+            raise RestoreAgentError(f"{source}:{n}: {e}") from None
+        if len(set(names)) != len(names):
+            raise RestoreAgentError(f"{source}:{n}: a degradation appears twice in {line!r}")
+        combos.append(names)
+    if not combos:
+        raise RestoreAgentError(f"{source}: no combinations in the file")
+    return combos

@@ -2,7 +2,7 @@
 # The shipped detector's training run, sized for a GPU machine with 16 cores: 15 loader workers
 # make fresh samples, the GPU trains on them for BUDGET seconds (the schedule anneals to that time).
 #   PHOTOS='[a,b,c]' BUDGET=420 scripts/train_perception_gpu.sh [key=value ...]
-# Extra key=value settings override restoreagent/perception/config.py.
+# Extra key=value settings override the defaults in restoreagent/perception/config.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}

@@ -2,7 +2,6 @@
 benchmark of the stepwise loop (vlm_stepwise) next to one-shot planners."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,7 +279,7 @@ def test_cli_run_stepwise_quality_check_flag(astronaut_png, tmp_path, monkeypatc
     assert not (tmp_path / "d.png").exists() and not (tmp_path / "e.png").exists() and len(scripts) == 3
 
 
-# ---- the benchmark's stepwise planner (vlm_stepwise): bench, CLI, hydra app ---------------------
+# ---- the benchmark's stepwise planner (vlm_stepwise): bench, CLI, bench job ---------------------
 # Toy tools (tests/toytools.py) make the candidate set small and fixed; a policy planner stands in
 # for the VLM: it answers from the execution history, so it behaves the same on every sample.
 
@@ -483,38 +482,23 @@ def test_cli_bench_accepts_vlm_stepwise(bench_env, capsys):
     assert "unknown planner 'fixed_stepwise'" in err and "vlm_stepwise" in err
 
 
-def test_hydra_bench_app_accepts_vlm_stepwise(bench_env):
-    import importlib.util
+def test_bench_job_accepts_vlm_stepwise(bench_env, capsys):
+    """The bench job from key=value overrides (`restoreagent job bench`): the same config as `restoreagent bench`."""
+    from restoreagent.cli import main
 
-    from hydra import compose, initialize_config_dir
-
-    from restoreagent.errors import UnknownNameError
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("eval_bench_app", root / "eval" / "bench.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
     e = bench_env
 
-    def cfg(planners):
-        overrides = [
-            f"bench.images={e['imgs']}",
-            f"bench.out={e['out']}",
-            "bench.samples=2",
-            "bench.crop=32",
-            f"bench.combos_file={e['combos']}",
-            "bench.metrics=[psnr,ssim]",
-            f"bench.planners={planners}",
-        ]
-        with initialize_config_dir(config_dir=str(root / "configs"), version_base=None):
-            return compose(config_name="bench", overrides=overrides)
+    def run(planners):
+        return main(["job", "bench", f"images={e['imgs']}", f"out={e['out']}", "samples=2", "crop=32",
+                     f"combos_file={e['combos']}", "metrics=[psnr,ssim]", f"planners={planners}"])
 
-    app.main(cfg("[oracle,vlm_stepwise]"))  # hydra passes a given config straight to the app
+    assert run("[oracle,vlm_stepwise]") == 0
     result = json.loads((e["out"] / "results.json").read_text())
     assert {r["planner"] for r in result["rows"]} == {"oracle", "vlm_stepwise"}
     assert {r["plan"] for r in result["rows"] if r["planner"] == "vlm_stepwise"} == {KEPT_PLAN}
-    with pytest.raises(UnknownNameError, match="unknown planner 'vlm_stepwize'"):
-        app.main(cfg("[vlm_stepwize]"))
+    capsys.readouterr()
+    assert run("[vlm_stepwize]") == 2
+    assert "unknown planner 'vlm_stepwize'" in capsys.readouterr().err
 
 
 def test_bench_benchmarks_a_planner_from_another_folder(bench_env, monkeypatch, tmp_path):

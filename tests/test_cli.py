@@ -9,7 +9,7 @@ import pytest
 
 from restoreagent.cli import main
 from restoreagent.imageio import load_image
-from restoreagent.tools.registry import tools_for_task
+from restoreagent.planners.baselines import severity_matched_plan
 
 
 def run_cli(*args):
@@ -23,7 +23,9 @@ def test_degrade_then_run_plan(tmp_path, astronaut_png, capsys):
     record = json.loads((tmp_path / "deg.png.json").read_text())
     assert [c["name"] for c in record["chain"]] == ["noise", "jpeg"]
     assert record["chain"][0]["params"]["sigma"] == 25 and record["seed"] == 3
-    plan = f"denoise:{tools_for_task('denoise')[0]}, dejpeg:{tools_for_task('dejpeg')[0]}"
+    # each task's tool matched to the recorded severity (the first listed tool need not suit sigma 25)
+    tool = {step.task: step.tool for step in severity_matched_plan(record)}
+    plan = f"denoise:{tool['denoise']}, dejpeg:{tool['dejpeg']}"
     restored = tmp_path / "restored.png"
     steps = tmp_path / "steps"
     capsys.readouterr()

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -95,8 +94,8 @@ def labeled(images, tmp_path_factory):
 def test_records_schema_and_contents(labeled, images):
     from restoreagent.degradations import degrade
     from restoreagent.executor import execute
-    from restoreagent.imageio import load_image
-    from restoreagent.labeling.labeler import decode_png, load_labeled, quantize
+    from restoreagent.imageio import decode_png, load_image, quantize
+    from restoreagent.labeling.labeler import load_labeled
     from restoreagent.scoring import Scorer
 
     man = json.loads((labeled / "manifest.json").read_text())
@@ -256,7 +255,8 @@ def _slow_setup(tmp_path):
 def test_kill_9_then_resume_loses_and_duplicates_nothing(images, tmp_path, capsys):
     """``kill -9`` a 2-worker run mid-way, re-run it (1 worker): every sample once, equal to an
     uninterrupted run with another shard size (same seed, same dataset); orphaned workers exit."""
-    from restoreagent.labeling.labeler import label_dataset, load_toolset_file
+    from restoreagent.jobs.label import load_toolset_file
+    from restoreagent.labeling.labeler import label_dataset
 
     runner, specs, env = _slow_setup(tmp_path)
     out = tmp_path / "killed"
@@ -360,7 +360,7 @@ def test_sft_images_replay_the_tree_and_are_deterministic(sft, labeled, tmp_path
     import datasets
 
     from restoreagent.executor import execute
-    from restoreagent.labeling.labeler import decode_png, png_bytes
+    from restoreagent.imageio import decode_png, png_bytes
     from restoreagent.labeling.sft import SFTConfig, build_sft
 
     out, _ = sft
@@ -418,7 +418,7 @@ def test_sample_tree_rollback_logic():
     assert t.detour_prefixes() == [(x,)]
 
 
-# ---- the real registry, Ray, the CLI and the hydra recipe ---------------------------------------
+# ---- the real registry, Ray, the CLI and the build job ---------------------------------------
 
 
 def test_real_registry_one_degradation(images, tmp_path, monkeypatch):
@@ -510,22 +510,25 @@ def test_cli_label_and_build_sft(images, tmp_path, capsys):
     assert main(["label", "--images", str(images), "--out", str(tmp_path / "e"), "--samples", "0"]) == 2
 
 
-def test_hydra_recipe_builds_labeled_and_sft(images, tmp_path):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def test_build_job_labels_then_builds_sft(images, tmp_path):
+    """Stages of a build run in order and share values; the label job refuses a dev split."""
+    from restoreagent.jobs import run_job
+    from restoreagent.labeling.sft import load_sft
 
-    from restoreagent.labeling.recipe import run_recipe
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "data"), version_base=None):
-        default = compose(config_name="default")
-        assert not any("cbsd68" in p for p in default.images) and "cbsd68" in default.dev_splits
-        cfg = compose(config_name="default", overrides=[f"images={images}", f"out={tmp_path / 'd'}", "samples=2", "crop=40", "workers=1",
-                                                        "toolset={denoise: [lt_smooth3]}", "sft.val_fraction=0"])
-    res = run_recipe(OmegaConf.to_container(cfg, resolve=True), progress=False)
-    assert res["labeled"]["samples"] == 2 and res["sft"]["samples"] == 2
-    assert (tmp_path / "d" / "labeled" / "README.md").exists() and (tmp_path / "d" / "sft" / "dataset_dict.json").exists()
-    script = textwrap.dedent((ROOT / "data_gen" / "label.py").read_text())
-    assert "run_recipe" in script and 'config_path="../configs/data"' in script
+    out = tmp_path / "d"
+    stages = {
+        "data": {"job": "label", "config": {"images": [str(images)], "out": f"{out}/labeled", "samples": 2, "crop": 40,
+                                             "toolset": {"denoise": ["lt_smooth3"]}}},
+        "sft": {"job": "build-sft", "config": {"labeled": f"{out}/labeled", "out": f"{out}/sft", "val_fraction": 0}},
+    }
+    res = run_job("build", {"stages": stages})
+    assert res["stages"]["data"]["samples"] == 2 and res["stages"]["sft"]["samples"] == 2
+    assert (out / "labeled" / "README.md").exists() and set(load_sft(out / "sft")["train"]["sample_id"]) == {0, 1}
+    dev = tmp_path / "cbsd68"
+    dev.mkdir()
+    (dev / "a.png").write_bytes((images / "astronaut.png").read_bytes())
+    with pytest.raises(RestoreAgentError, match="dev split"):
+        run_job("label", {"images": [str(dev)], "out": str(tmp_path / "x"), "samples": 1})
 
 
 @pytest.mark.parametrize(

@@ -9,18 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
+from restoreagent.config import load
 from restoreagent.degradations import apply_degradation
+from restoreagent.jobs import smoke_config
+from restoreagent.jobs.train_tool import ToolTrainConfig
+from restoreagent.splits import split_files
 from restoreagent.tasks import DEGRADATION_FOR_TASK
 from restoreagent.tools import get_tool, list_specs
 from restoreagent.tools.learned import build_learned_tool
 from restoreagent.tools.learned.export import load_tool_network, read_tool_meta, save_tool_weights
 from restoreagent.tools.learned.nets import ResUNet
 from restoreagent.tools.learned.runner import TorchRunner, tile_starts
-from restoreagent.tools.learned.training import sample_in_ranges, split_files, train_tool
+from restoreagent.tools.learned.training import sample_in_ranges, train_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,28 +126,10 @@ def test_validation_photos_are_held_out(tmp_path):
     assert val == [files[0], files[12], files[24]] and not set(train) & set(val)
 
 
-def _tiny_cfg(tmp_path, images, steps, **extra):
-    overrides = [
-        "tool=unet_denoise_mid",
-        f"train.steps={steps}",
-        "train.batch=2",
-        "train.eval_every=2",
-        "train.save_every=2",
-        "train.warmup=1",
-        "data.n_pairs=6",
-        "data.n_val=2",
-        "data.pool_crop=40",
-        "data.val_crop=40",
-        "data.patch=32",
-        "data.val_every=0",
-        f"data.images=[{images}]",
-        f"output_dir={tmp_path / 'run'}",
-        "export=null",
-        "wandb=false",
-        "tool.arch_kwargs.widths=[4,8,8,8]",
-    ] + [f"{k}={v}" for k, v in extra.items()]
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
-        return compose(config_name="train/tool_default", overrides=overrides)
+def _tiny_cfg(tmp_path, images, steps):
+    """The train-tool job's smoke config (configs/smoke/train-tool.yaml) on these photos, resumable."""
+    overrides = [f"train.max_steps={steps}", f"data.images=[{images}]", f"output_dir={tmp_path / 'run'}", "resume=true"]
+    return load(ToolTrainConfig, [smoke_config("train-tool")], overrides)
 
 
 @pytest.fixture(scope="module")
@@ -268,13 +253,8 @@ def test_guided_network_reads_the_classical_tool_output(tmp_path):
 
 
 def test_guided_training_stacks_the_guides(tmp_path, photo_dir):
-    from omegaconf import open_dict
-
     cfg = _tiny_cfg(tmp_path, photo_dir, steps=2)
-    with open_dict(cfg):
-        cfg.tool.guides = [
-            {"function": "restoreagent.tools.classical:gamma_brighten", "params": {"gamma": 0.8}}
-        ]
+    cfg.guides = [{"function": "restoreagent.tools.classical:gamma_brighten", "params": {"gamma": 0.8}}]
     summary = train_tool(cfg)
     assert "val_psnr_guide" in summary["history"][-1]
     model, meta = load_tool_network(summary["weights"])

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from skimage import data
 
+from restoreagent.config import load
 from restoreagent.degradations import degrade, replay
 from restoreagent.errors import RestoreAgentError
+from restoreagent.jobs import smoke_config
 from restoreagent.perception import Detection, Detector
 from restoreagent.perception.calibration import calibrate, fit_platt, fit_thresholds
-from restoreagent.perception.config import SMOKE, from_overrides
+from restoreagent.perception.config import PerceptionTrainConfig
 from restoreagent.perception.detector import tile_grid
 from restoreagent.perception.labels import (
     LABELS,
@@ -121,17 +123,20 @@ def test_tile_grid_spreads_and_limits():
     assert len(tile_grid(512, 512, 128, 16)) == 16
 
 
+SMOKE = smoke_config("train-perception")
+
+
 def test_config_overrides():
-    cfg = from_overrides(["preset=smoke", "spec.camera=0.25", "net.widths=[8,8,16,16]", "steps=3"])
+    cfg = load(PerceptionTrainConfig, [SMOKE], ["spec.camera=0.25", "net.widths=[8,8,16,16]", "steps=3"])
     assert cfg.spec.camera == 0.25 and cfg.net.widths == (8, 8, 16, 16) and cfg.steps == 3
-    assert cfg.batch_size == SMOKE.batch_size
-    with pytest.raises(ValueError, match="unknown setting"):
-        from_overrides(["nonsense=1"])
+    assert cfg.batch_size == 8 and cfg.workers == 0  # from the smoke config
+    with pytest.raises(RestoreAgentError, match="nonsense"):
+        load(PerceptionTrainConfig, [], ["nonsense=1"])
 
 
 @pytest.fixture(scope="module")
 def smoke_detector(tmp_path_factory):
-    """A detector trained for a few steps on CPU on scikit-image photos (the smoke preset)."""
+    """A detector trained for a few steps on CPU on scikit-image photos (the smoke config)."""
     from restoreagent.imageio import save_image
     from restoreagent.perception.train import train
 
@@ -142,7 +147,7 @@ def smoke_detector(tmp_path_factory):
         img = getattr(data, name)()
         img = img[0] if isinstance(img, tuple) else img
         save_image(img[:256, :256].astype(np.float32) / 255.0, photos / f"p{i}.png")
-    cfg = from_overrides(["preset=smoke", f"photos=[{photos}]", f"out={root / 'run'}", "val_fraction=0.34"])
+    cfg = load(PerceptionTrainConfig, [SMOKE], [f"photos=[{photos}]", f"out={root / 'run'}", "val_fraction=0.34"])
     folder = train(cfg)
     return cfg, folder
 

@@ -83,7 +83,7 @@ def base_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def examples():
     """Six examples whose answer names the toy tool (the targets of a fine-tuning set)."""
-    from restoreagent.planners.vlm.training import skimage_images, stage1_dataset
+    from restoreagent.planners.vlm.train_data import skimage_images, stage1_dataset
 
     ds = stage1_dataset(skimage_images()[:3], 6, seed=2, crop=64, tools=TOOLS)
     return ds.map(lambda ex: {"target": TARGET})
@@ -98,7 +98,7 @@ def _load(folder, **kw):
 
 
 def _batch(processor, exs):
-    from restoreagent.planners.vlm.training import PlannerCollator
+    from restoreagent.planners.vlm.collator import PlannerCollator
     from restoreagent.planners.vlm.view import ViewConfig
 
     return PlannerCollator(processor, ViewConfig("mosaic", 64))(exs)
@@ -311,7 +311,8 @@ def test_lora_trains_the_new_rows_and_the_adapter_round_trips(
     from peft import PeftModel
 
     from restoreagent.planners.vlm import VLMPlanner
-    from restoreagent.planners.vlm.training import apply_finetune_mode, save_final
+    from restoreagent.planners.vlm.finetune import apply_finetune_mode
+    from restoreagent.planners.vlm.training import save_final
     from restoreagent.planners.vlm.view import ViewConfig
 
     ext, _ = extend_planner(base_dir, tmp_path / "ext", {**TOOLS, "denoise": ["nlm_mid", toy_tool]})

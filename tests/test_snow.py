@@ -290,7 +290,7 @@ def test_shipped_planner_was_extended_to_snow_and_only_names_installed_words():
 
 
 def test_answer_metrics_stay_comparable():
-    from restoreagent.planners.vlm.training import answer_metrics
+    from restoreagent.planners.vlm.evaluation import answer_metrics
 
     m = answer_metrics(["saw: noise | plan: none"], ["saw: noise, jpeg | plan: none"])
     assert "acc/snow" not in m and m["saw_label_acc"] == pytest.approx(7 / 8)
@@ -302,10 +302,12 @@ def test_answer_metrics_stay_comparable():
 
 
 def test_unet_desnow_config_trains(tmp_path):
-    from hydra import compose, initialize_config_dir
     from skimage import data
 
+    from restoreagent.config import load
     from restoreagent.imageio import save_image
+    from restoreagent.jobs import smoke_config
+    from restoreagent.jobs.train_tool import ToolTrainConfig
     from restoreagent.tools.learned import build_learned_tool
     from restoreagent.tools.learned.training import train_tool
 
@@ -313,15 +315,8 @@ def test_unet_desnow_config_trains(tmp_path):
     photos.mkdir()
     for name in ("astronaut", "chelsea"):
         save_image(getattr(data, name)()[:64, :64, :3].astype(np.float32) / 255, photos / f"{name}.png")
-    root = Path(__file__).resolve().parent.parent
-    overrides = [
-        "tool=unet_desnow", "train.steps=2", "train.batch=2", "train.eval_every=2", "train.save_every=2",
-        "train.warmup=1", "data.n_pairs=4", "data.n_val=2", "data.pool_crop=48", "data.val_crop=48",
-        "data.patch=32", "data.val_every=0", f"data.images=[{photos}]", f"output_dir={tmp_path / 'run'}",
-        "export=null", "wandb=false", "tool.arch_kwargs.widths=[4,8,8,8]",
-    ]
-    with initialize_config_dir(config_dir=str(root / "configs"), version_base=None):
-        cfg = compose(config_name="train/tool_default", overrides=overrides)
+    overrides = ["tool=unet_desnow", f"data.images=[{photos}]", f"output_dir={tmp_path / 'run'}"]
+    cfg = load(ToolTrainConfig, [smoke_config("train-tool")], overrides)  # the job's smoke settings, another tool
     summary = train_tool(cfg)
     assert summary["task"] == "desnow" and summary["degradation"] == "snow"
     assert [g["tool"] for g in summary["guides"]] == ["desnow_light"]

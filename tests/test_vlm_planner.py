@@ -69,7 +69,7 @@ def idefics3_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def examples():
-    from restoreagent.planners.vlm.training import skimage_images, stage1_dataset
+    from restoreagent.planners.vlm.train_data import skimage_images, stage1_dataset
 
     return stage1_dataset(skimage_images()[:3], 6, seed=1, crop=64, tools=INSTALLED)
 
@@ -123,8 +123,8 @@ def test_grammar_follows_history():
 def test_collator_labels_decode_to_the_target(default_dir, examples):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from restoreagent.planners.vlm.collator import PlannerCollator
     from restoreagent.planners.vlm.planner import eos_ids
-    from restoreagent.planners.vlm.training import PlannerCollator
     from restoreagent.planners.vlm.view import ViewConfig
 
     processor = AutoProcessor.from_pretrained(default_dir)
@@ -147,7 +147,7 @@ def test_collator_labels_decode_to_the_target(default_dir, examples):
 def test_collator_with_a_bpe_chat_template(idefics3_dir, examples):
     from transformers import AutoProcessor
 
-    from restoreagent.planners.vlm.training import PlannerCollator
+    from restoreagent.planners.vlm.collator import PlannerCollator
     from restoreagent.planners.vlm.view import ViewConfig
 
     processor = AutoProcessor.from_pretrained(idefics3_dir)
@@ -217,9 +217,10 @@ def test_pretrained_vlm_path_with_lora(family, idefics3_dir, tmp_path, examples)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from restoreagent.planners.vlm import VLMPlanner
+    from restoreagent.planners.vlm.collator import PlannerCollator
+    from restoreagent.planners.vlm.finetune import apply_finetune_mode, count_parameters
     from restoreagent.planners.vlm.planner import eos_ids
     from restoreagent.planners.vlm.tiny import build_tiny_qwen2_vl
-    from restoreagent.planners.vlm.training import PlannerCollator, apply_finetune_mode, count_parameters
     from restoreagent.planners.vlm.view import ViewConfig
 
     folder = idefics3_dir if family == "idefics3" else build_tiny_qwen2_vl(tmp_path / "qwen")
@@ -251,7 +252,9 @@ def test_lora_adapter_round_trip(idefics3_dir, tmp_path, examples):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from restoreagent.planners.vlm import VLMPlanner
-    from restoreagent.planners.vlm.training import PlannerCollator, apply_finetune_mode, save_final
+    from restoreagent.planners.vlm.collator import PlannerCollator
+    from restoreagent.planners.vlm.finetune import apply_finetune_mode
+    from restoreagent.planners.vlm.training import save_final
     from restoreagent.planners.vlm.view import ViewConfig
 
     processor = AutoProcessor.from_pretrained(idefics3_dir)
@@ -379,7 +382,8 @@ def test_tools_outside_the_vocabulary_are_never_planned(default_dir, caplog):
 @pytest.mark.slow
 def test_stage1_training_of_the_default_planner_learns(tmp_path):
     """End to end: generated stage-1 data -> the built-from-scratch default -> loss falls a lot."""
-    from restoreagent.planners.vlm.training import build_stage1_dataset, skimage_images, train
+    from restoreagent.planners.vlm.train_data import build_stage1_dataset, skimage_images
+    from restoreagent.planners.vlm.training import train
 
     photos = skimage_images()
     data = build_stage1_dataset(
@@ -428,7 +432,7 @@ def test_mix_replay_adds_old_examples_in_proportion(tmp_path):
     from datasets import Dataset, Features, Image, Value
     from PIL import Image as PILImage
 
-    from restoreagent.planners.vlm.training import mix_replay
+    from restoreagent.planners.vlm.train_data import mix_replay
 
     feats = Features({"image": Image(), "prompt": Value("string"), "target": Value("string")})
     img = PILImage.new("RGB", (8, 8))

@@ -2,7 +2,7 @@
 
 Nothing is downloaded: the tests build small real architectures (spandrel's own classes and the
 project's DehazeFormer-MCT), save them as .pth / .safetensors, pin their SHA-256 in a catalogue of
-``file://`` URLs (``$RESTOREAGENT_ZOO_CATALOG``) and go through the same code users run:
+``file://`` URLs (``$RESTOREAGENT_ZOO_MODELS``) and go through the same code users run:
 ``zoo download`` -> cache -> registry -> ``get_tool(name)(image)``.
 """
 
@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from restoreagent.cli import main as cli_main
 from restoreagent.tasks import CORE_TASKS, TASKS
 from restoreagent.tools import registry
-from restoreagent.zoo import catalog, hub
+from restoreagent.zoo import hub, models
 from restoreagent.zoo.hub import ChecksumError, ZooError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,14 +167,14 @@ def zoo(tmp_path, monkeypatch, weights):
     extra = tmp_path / "test_catalog.yaml"
     extra.write_text(yaml.safe_dump(entries))
     monkeypatch.setenv("RESTOREAGENT_CACHE", str(cache))
-    monkeypatch.setenv("RESTOREAGENT_ZOO_CATALOG", str(extra))
+    monkeypatch.setenv("RESTOREAGENT_ZOO_MODELS", str(extra))
     monkeypatch.setenv("RESTOREAGENT_DEVICE", "cpu")
     for var in hub.OFFLINE_ENVS:
         monkeypatch.delenv(var, raising=False)
-    registry.reload_catalog()
+    registry.reload_models()
     yield cache
     monkeypatch.undo()
-    registry.reload_catalog()
+    registry.reload_models()
 
 
 def _files(folder: Path) -> list[str]:
@@ -185,21 +185,22 @@ def _files(folder: Path) -> list[str]:
 
 
 def test_shipped_catalogue_is_complete_and_well_formed(monkeypatch):
-    monkeypatch.delenv("RESTOREAGENT_ZOO_CATALOG", raising=False)
-    models = catalog.load_catalog()
-    assert len(models) >= 15
-    # every core task has published models (extensions such as desnow may have none yet)
-    assert set(CORE_TASKS) <= {m.task for m in models} <= set(TASKS)
-    names = [m.name for m in models]
+    monkeypatch.delenv("RESTOREAGENT_ZOO_MODELS", raising=False)
+    published = models.load_models()
+    assert len(published) >= 15
+    # every core task has published published (extensions such as desnow may have none yet)
+    assert set(CORE_TASKS) <= {m.task for m in published} <= set(TASKS)
+    names = [m.name for m in published]
     assert len(names) == len(set(names))
     own = set()
     for f in (REPO / "restoreagent" / "catalog").glob("tools*.yaml"):
         own |= {e["name"] for e in yaml.safe_load(f.read_text()) or []}
+    own |= {f.stem for f in (REPO / "restoreagent" / "catalog" / "learned").glob("*.yaml")}
     assert not own & set(names), own & set(names)
     from spandrel import MAIN_REGISTRY
 
     by_file = {}
-    for m in models:
+    for m in published:
         assert len(m.sha256) == 64 and int(m.sha256, 16) >= 0, m.name
         assert m.url.startswith("https://"), m.name
         assert m.licence and m.sha256_source and m.source.startswith("https://") and m.input, m.name
@@ -207,24 +208,24 @@ def test_shipped_catalogue_is_complete_and_well_formed(monkeypatch):
         assert by_file.setdefault(m.file_name, m.sha256) == m.sha256, m.name
         if m.loader == "spandrel" and "spandrel_extra_arches" not in m.requires:
             assert m.architecture in MAIN_REGISTRY, m.name
-    assert len({m.sha256 for m in models}) == len(by_file)  # one file per digest
+    assert len({m.sha256 for m in published}) == len(by_file)  # one file per digest
 
 
 def test_catalogue_models_are_registry_tools_unavailable_until_downloaded(zoo):
     specs = {s.name: s for s in registry.list_specs()}
-    for m in catalog.load_catalog():
+    for m in models.load_models():
         s = specs[m.name]
         assert s.kind == "hub" and s.task == m.task
         assert Path(s.weights) == zoo / m.file_name
         assert not s.available and any("restoreagent zoo download" in why for why in s.missing)
-    assert not {m.name for m in catalog.load_catalog()} & {s.name for s in registry.available_tools()}
+    assert not {m.name for m in models.load_models()} & {s.name for s in registry.available_tools()}
 
 
 def test_readme_table_matches_the_catalogue(monkeypatch):
-    monkeypatch.delenv("RESTOREAGENT_ZOO_CATALOG", raising=False)
-    text = (REPO / "model_zoo" / "README.md").read_text()
+    monkeypatch.delenv("RESTOREAGENT_ZOO_MODELS", raising=False)
+    text = (REPO / "docs" / "model_zoo.md").read_text()
     block = text.split("<!-- zoo-table:begin")[1].split("-->", 1)[1].split("<!-- zoo-table:end -->")[0]
-    assert block.strip() == catalog.markdown_table().strip(), "run `restoreagent zoo list --markdown`"
+    assert block.strip() == models.markdown_table().strip(), "run `restoreagent zoo list --markdown`"
 
 
 def test_bad_catalogue_entries_are_refused(tmp_path, monkeypatch):
@@ -249,9 +250,9 @@ def test_bad_catalogue_entries_are_refused(tmp_path, monkeypatch):
     for change in bad:
         f = tmp_path / "c.yaml"
         f.write_text(yaml.safe_dump([{**good, **change}]))
-        monkeypatch.setenv("RESTOREAGENT_ZOO_CATALOG", str(f))
-        with pytest.raises(catalog.CatalogError):
-            catalog.load_catalog()
+        monkeypatch.setenv("RESTOREAGENT_ZOO_MODELS", str(f))
+        with pytest.raises(models.ModelListError):
+            models.load_models()
 
 
 # ------------------------------------------------------------------ download, verify, use
@@ -262,11 +263,11 @@ def test_download_verify_and_run_a_super_resolution_model_as_a_same_size_tool(zo
 
     from restoreagent.zoo.loader import _resize
 
-    got = hub.download("t_sr_x2", progress=False)
+    got = models.download("t_sr_x2", progress=False)
     assert got.action == "downloaded" and got.path == zoo / weights["sr_x2"].name
     assert _files(zoo) == [weights["sr_x2"].name]  # no temporary file left
-    assert hub.download("t_sr_x2", progress=False).action == "cached"
-    assert [r.status for r in hub.verify(["t_sr_x2"])] == ["ok"]
+    assert models.download("t_sr_x2", progress=False).action == "cached"
+    assert [r.status for r in models.verify(["t_sr_x2"])] == ["ok"]
     assert "t_sr_x2" in registry.tools_for_task("super_resolve")
 
     tool = registry.get_tool("t_sr_x2")
@@ -303,7 +304,7 @@ def test_safetensors_model_through_the_cli(zoo, weights, capsys):
 def test_one_file_serves_tools_with_different_parameters(zoo, weights):
     from spandrel.architectures.DRUNet import DRUNet
 
-    hub.download("t_drunet_s5", progress=False)
+    models.download("t_drunet_s5", progress=False)
     assert {"t_drunet_s5", "t_drunet_s50"} <= set(registry.tools_for_task("denoise"))
     img = _image(24, 32, 3)
     low, high = registry.get_tool("t_drunet_s5")(img), registry.get_tool("t_drunet_s50")(img)
@@ -319,7 +320,7 @@ def test_one_file_serves_tools_with_different_parameters(zoo, weights):
 def test_dehazeformer_mct_loader(zoo, weights):
     from restoreagent.zoo.archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
 
-    hub.download("t_dehaze", progress=False)
+    models.download("t_dehaze", progress=False)
     img = _image(45, 70, 4)
     out = registry.get_tool("t_dehaze")(img)
     assert out.shape == img.shape
@@ -353,7 +354,7 @@ def test_the_published_dehazeformer_layout_loads_strictly():
 
 def test_checksum_mismatch_keeps_nothing(zoo, capsys):
     with pytest.raises(ChecksumError, match="checksum mismatch"):
-        hub.download("t_wrong_sha", progress=False)
+        models.download("t_wrong_sha", progress=False)
     assert _files(zoo) == []
     assert cli_main(["zoo", "download", "t_wrong_sha", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -363,7 +364,7 @@ def test_checksum_mismatch_keeps_nothing(zoo, capsys):
 
 
 def test_tampered_cache_file_is_caught_by_verify_and_by_the_loader(zoo, capsys):
-    path = hub.download("t_nafnet", progress=False).path
+    path = models.download("t_nafnet", progress=False).path
     with open(path, "ab") as f:
         f.write(b"\0")
     assert cli_main(["zoo", "verify"]) == 2
@@ -371,7 +372,7 @@ def test_tampered_cache_file_is_caught_by_verify_and_by_the_loader(zoo, capsys):
     assert "t_nafnet: CHECKSUM MISMATCH" in out and "t_sr_x2: not downloaded" in out
     with pytest.raises(ChecksumError):
         registry.get_tool("t_nafnet")
-    assert hub.download("t_nafnet", progress=False).action == "downloaded"  # a bad cached file is replaced
+    assert models.download("t_nafnet", progress=False).action == "downloaded"  # a bad cached file is replaced
     assert cli_main(["zoo", "verify", "t_nafnet"]) == 0
 
 
@@ -379,21 +380,21 @@ def test_tampered_cache_file_is_caught_by_verify_and_by_the_loader(zoo, capsys):
 def test_offline_mode_fetches_nothing_and_says_what_to_do(zoo, weights, monkeypatch, var):
     monkeypatch.setenv(var, "1")
     with pytest.raises(ZooError) as e:
-        hub.download("t_sr_x2", progress=False)
+        models.download("t_sr_x2", progress=False)
     msg = str(e.value)
     assert "offline" in msg and weights["sr_x2"].name in msg and str(zoo) in msg and "--from" in msg
     assert _files(zoo) == []
     # a file fetched elsewhere is copied in, checked
-    assert hub.download("t_sr_x2", str(weights["sr_x2"]), progress=False).action == "copied"
+    assert models.download("t_sr_x2", str(weights["sr_x2"]), progress=False).action == "copied"
     assert registry.spec("t_sr_x2").available
     with pytest.raises(ChecksumError):
-        hub.download("t_nafnet", str(weights["sr_x2"]), progress=False)
+        models.download("t_nafnet", str(weights["sr_x2"]), progress=False)
     with pytest.raises(ZooError, match="offline"):
-        hub.download("t_nafnet", "https://example.org/tiny_nafnet.safetensors", progress=False)
+        models.download("t_nafnet", "https://example.org/tiny_nafnet.safetensors", progress=False)
 
 
 def test_weights_only_loading_refuses_pickled_objects(zoo, weights):
-    hub.download("t_evil", progress=False)  # the bytes match their digest: downloading is fine
+    models.download("t_evil", progress=False)  # the bytes match their digest: downloading is fine
     with pytest.raises(ZooError, match="weights_only"):
         registry.get_tool("t_evil")
     assert not weights["marker"].exists()
@@ -403,7 +404,7 @@ def test_cli_in_a_subprocess(zoo, weights):
     env = {
         **os.environ,
         "RESTOREAGENT_CACHE": str(zoo),
-        "RESTOREAGENT_ZOO_CATALOG": os.environ["RESTOREAGENT_ZOO_CATALOG"],
+        "RESTOREAGENT_ZOO_MODELS": os.environ["RESTOREAGENT_ZOO_MODELS"],
     }
 
     def run(*args):
@@ -438,12 +439,12 @@ def test_http_download_streams_into_the_cache(zoo, weights, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        got = hub.download("t_nafnet", f"{base}/{weights['nafnet'].name}", progress=False)
+        got = models.download("t_nafnet", f"{base}/{weights['nafnet'].name}", progress=False)
         assert got.action == "copied" and _sha(got.path) == _sha(weights["nafnet"])
         with pytest.raises(ZooError, match="HTTP 404"):
-            hub.download("t_sr_x2", f"{base}/missing.pth", progress=False)
+            models.download("t_sr_x2", f"{base}/missing.pth", progress=False)
         with pytest.raises(ChecksumError):
-            hub.download("t_sr_x2", f"{base}/{weights['nafnet'].name}", progress=False)
+            models.download("t_sr_x2", f"{base}/{weights['nafnet'].name}", progress=False)
         assert _files(zoo) == [weights["nafnet"].name]
     finally:
         server.shutdown()

@@ -1,15 +1,10 @@
-"""Train the degradation detector: ``python train/train_perception.py [key=value ...]``.
+"""Train the degradation detector: the train-perception job (settings: restoreagent/perception/config.py).
 
-Settings and their defaults: restoreagent/perception/config.py (``preset=smoke`` for a one-minute
-CPU run). Example: ``python train/train_perception.py steps=40000 workers=16 export=restoreagent/assets/perception``.
+python train/train_perception.py steps=40000 workers=16 export=restoreagent/assets/perception
+python train/train_perception.py --config configs/smoke/train-perception.yaml   # small, on a CPU
 """
 
-import logging
-import sys
-
-from restoreagent.perception.config import from_overrides
-from restoreagent.perception.train import train
+from restoreagent.jobs import main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    print(train(from_overrides(sys.argv[1:])))
+    raise SystemExit(main("train-perception"))

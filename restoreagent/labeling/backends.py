@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RestoreAgentError
+from ..tools import registry
 
 BACKENDS = ("local", "ray")
 # Worker processes compute with one thread each (BLAS/OpenMP read these when they load, so they
@@ -40,9 +41,7 @@ class WorkerEnv:
 
     @classmethod
     def capture(cls) -> WorkerEnv:
-        from ..tools import registry
-
-        return cls(extra_specs=tuple(registry._EXTRA_SPECS.values()), sys_path=tuple(p for p in sys.path if p))
+        return cls(extra_specs=registry.extra_specs(), sys_path=tuple(p for p in sys.path if p))
 
 
 _PREPARED: WorkerEnv | None = None
@@ -90,11 +89,10 @@ def prepare_worker(env: WorkerEnv) -> None:
     for p in reversed(env.sys_path):
         if p not in sys.path and os.path.isdir(p):
             sys.path.insert(0, p)
-    from ..tools.registry import _EXTRA_SPECS, register
-
+    registered = {s.name: s for s in registry.extra_specs()}
     for spec in env.extra_specs:
-        if _EXTRA_SPECS.get(spec.name) != spec:
-            register(spec)
+        if registered.get(spec.name) != spec:
+            registry.register(spec)
     set_threads(env.threads)
     _PREPARED = env
 

@@ -13,8 +13,15 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..plan import parse_plan
 from ..scoring import ranking_percent
+from ..splits import DEV_SPLITS
+from .records import SCENARIO_HELP
 from .shards import data_files, read_manifest, write_card_files
+
+# Every card says where validation comes from (restoreagent.splits).
+VALIDATION_NOTE = ("Validation data are crops of train photos, never of a benchmark split "
+                   f"({', '.join(DEV_SPLITS)}: the labeler refuses those folders).")
 
 _STAT_COLUMNS = [
     "sample_id", "degradations", "n_degradations", "tasks", "best_plan", "fixed_plan", "candidates",
@@ -25,8 +32,6 @@ _STAT_COLUMNS = [
 def labeled_stats(path) -> dict:
     """Aggregate statistics of a labeled dataset (streams shard by shard)."""
     import pyarrow.parquet as pq
-
-    from ..plan import parse_plan
 
     combos = defaultdict(lambda: {"n": 0, "cands": 0, "calls": 0, "naive": 0})
     by_n = defaultdict(lambda: {"n": 0, "cands": [], "calls": [], "naive": [], "search_s": [], "sample_s": [], "fixed_best": 0, "fixed_rank": []})
@@ -181,6 +186,7 @@ def labeled_card(path) -> tuple[str, bytes | None]:
         f"degradations per sample: {cfg.get('min_degradations')}-{cfg.get('max_degradations')}"
         + (" (from a combinations file)" if cfg.get("combos") else ""),
         f"- clean images: {cfg.get('images', {}).get('files')} files in {', '.join(cfg.get('images', {}).get('folders', []))} (referenced, not copied)",
+        f"- validation: none here; `restoreagent dataset build-sft` holds out labeled samples by sample id. {VALIDATION_NOTE}",
         f"- metrics in the balanced score: {', '.join(cfg.get('metrics', []))}",
         (
             f"- combinations: {'; '.join(' + '.join(c) for c in cfg['combos'])}"
@@ -314,12 +320,12 @@ def sft_card(path, stats: dict, config: dict, examples: list[dict], png: bytes |
         "| scenario | examples | share | what it teaches |",
         "|---|---|---|---|",
     ]
-    from .sft import SCENARIO_HELP
-
     for s, help_ in SCENARIO_HELP.items():
         c = stats["scenarios"].get(s, 0)
         lines.append(f"| {s} | {c} | {_pct(c / total)} | {help_} |")
-    lines += ["", f"Splits: {json.dumps(stats['splits'])}. Built with seed {config.get('seed')}; configuration in `restoreagent_sft.json`.", "", "## Examples", ""]
+    lines += ["", f"Splits: {json.dumps(stats['splits'])}. Built with seed {config.get('seed')}; configuration in `restoreagent_sft.json`.",
+              "", f"Validation: {config.get('val_fraction', 0):.0%} of the labeled samples (all their pairs), drawn by sample id "
+              f"with the seed. {VALIDATION_NOTE}", "", "## Examples", ""]
     for ex in examples:
         lines += [f"- **{ex['scenario']}** (sample {ex['sample_id']}): `{ex['prompt']}` -> `{ex['target']}`"]
     return "\n".join(lines) + "\n"

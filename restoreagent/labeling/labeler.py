@@ -19,7 +19,6 @@ the stored image reproduces the searched images bit for bit (the SFT builder rel
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,43 +26,38 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog.spec import weights_path
+from ..degradations import degrade
 from ..errors import RestoreAgentError
-from ..tasks import CORE_DEGRADATIONS, DEGRADATIONS, TASK_FOR_DEGRADATION, TASKS, physical_order, tasks_for
+from ..imageio import list_images, load_image, png_bytes, quantize
+from ..jobs.label import LabelConfig
+from ..plan import Plan
+from ..scoring import Scorer, resolve_metrics
+from ..search import exhaustive_search
+from ..tasks import (
+    CORE_DEGRADATIONS,
+    DEGRADATIONS,
+    TASK_FOR_DEGRADATION,
+    TASKS,
+    parse_combos,
+    physical_order,
+    tasks_for,
+)
+from ..tools.fixed_recipe import fixed_recipe
+from ..tools.registry import list_specs, spec, tools_for_task
+from .backends import BackendChoice
+from .card import write_labeled_card
+from .records import label_features
+from .shards import Job, data_files, load, read_manifest, run_job
 
 LABEL_FORMAT = 1
 TIMING_COLUMNS = ("search_seconds", "seconds")  # the only columns that differ between identical runs
-DEV_SPLITS = ("cbsd68",)  # folders that are the dev split: never labeled for training by default
-
-
-@dataclass
-class LabelConfig:
-    images: tuple[str, ...]  # one or more folders of clean images
-    out: str
-    samples: int
-    seed: int = 0
-    crop: int | None = 128  # square crop side in pixels; None / 0: the whole image
-    crop_mode: str = "random"  # random | center
-    combos_file: str | None = None
-    min_degradations: int = 1
-    max_degradations: int = 4
-    degradations: tuple[str, ...] | None = None  # allowed ones; None: every one whose task has a tool
-    toolset: dict[str, list[str]] | None = None  # task -> candidate tools; None: all available tools
-    metrics: tuple[str, ...] | None = None  # None: psnr, ssim (+ lpips, dists when present)
-    shard_size: int = 64
-    workers: int = 1
-    backend: str = "local"
-    ray_address: str | None = None
-    forbid: tuple[str, ...] = DEV_SPLITS  # image folder names that are refused
-    card: bool = True
-    accept_tool_changes: bool = False  # resume even though a tool's code changed since the start
 
 
 # ---- images and the sample plan ---------------------------------------------------------------
 
 
 def _roots(images) -> list[tuple[str, Path]]:
-    from ..imageio import list_images
-
     if isinstance(images, str | Path):
         images = [images]
     roots = []
@@ -80,8 +74,6 @@ def _roots(images) -> list[tuple[str, Path]]:
 
 def list_files(roots) -> list[tuple[str, str]]:
     """(folder name, file name) of every image, folders in the given order, files sorted."""
-    from ..imageio import list_images
-
     return [(name, f.name) for name, root in roots for f in list_images(root, recursive=False)]
 
 
@@ -119,8 +111,6 @@ def crop_box(seed: int, i: int, h: int, w: int, crop: int | None, mode: str) -> 
 
 def resolve_toolset(toolset: dict | None, tasks=TASKS) -> dict[str, list[str]]:
     """Task -> candidate tool names (checked against the registry); tasks without tools left out."""
-    from ..tools.registry import list_specs, tools_for_task
-
     if toolset is None:
         return {t: tools_for_task(t) for t in tasks if tools_for_task(t)}
     specs = {s.name: s for s in list_specs()}
@@ -143,22 +133,8 @@ def resolve_toolset(toolset: dict | None, tasks=TASKS) -> dict[str, list[str]]:
     return {t: out[t] for t in TASKS if t in out}
 
 
-def load_toolset_file(path) -> dict[str, list[str]]:
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RestoreAgentError(f"{path}: cannot read the toolset ({e})") from None
-    if not isinstance(raw, dict):
-        raise RestoreAgentError(f"{path}: a toolset is a mapping task -> [tool, ...]")
-    return raw
-
-
 def tool_fingerprints(toolset: dict[str, list[str]]) -> dict[str, str]:
     """What each tool is (implementation reference and parameters): a changed tool changes labels."""
-    from ..tools.registry import spec
-
     out = {}
     for tools in toolset.values():
         for name in tools:
@@ -194,8 +170,6 @@ def tool_code_fingerprints(toolset: dict[str, list[str]]) -> dict[str, str]:
     Stored in the manifest: resuming after a tool's code changed would mix two versions of its
     labels, so it is refused unless accepted explicitly (``accept_tool_changes``).
     """
-    from ..tools.registry import _weights_path, spec
-
     cache: dict = {}
     out = {}
     for tools in toolset.values():
@@ -203,7 +177,7 @@ def tool_code_fingerprints(toolset: dict[str, list[str]]) -> dict[str, str]:
             s = spec(name)
             h = hashlib.sha256(_source_hash((s.function or s.builder).partition(":")[0], cache).encode())
             if s.weights:
-                w = _weights_path(s.weights)
+                w = weights_path(s.weights)
                 if w.exists():
                     with open(w, "rb") as f:
                         h.update(str(w.stat().st_size).encode() + f.read(1 << 20))
@@ -217,9 +191,6 @@ def fixed_plan(tasks, toolset: dict[str, list[str]]):
     The recipe's order; its tool when that tool is a candidate, else the task's first candidate
     (only differs from the recipe when the toolset was given explicitly).
     """
-    from ..plan import Plan
-    from ..planners.baselines import fixed_recipe
-
     try:
         recipe = fixed_recipe(set(tasks))
     except (IndexError, RestoreAgentError):  # a task with no installed tool at all
@@ -229,101 +200,12 @@ def fixed_plan(tasks, toolset: dict[str, list[str]]):
     return Plan.of((t, chosen[t] if chosen.get(t) in toolset[t] else toolset[t][0]) for t in order if t in toolset)
 
 
-# ---- the dataset schema -----------------------------------------------------------------------
-
-
-def _list(feature):
-    """A list feature (``datasets.List`` from datasets 4; a one-item python list before)."""
-    import datasets
-
-    return datasets.List(feature) if hasattr(datasets, "List") else [feature]
-
-
-def label_features(metrics):
-    from datasets import Features, Image, Value
-
-    List = _list
-    m = {k: Value("float64") for k in metrics}
-    return Features(
-        {
-            "sample_id": Value("int64"),
-            "degraded": Image(),
-            "clean_root": Value("string"),
-            "clean_path": Value("string"),
-            "crop_box": List(Value("int32")),
-            "degradations": List(Value("string")),
-            "n_degradations": Value("int32"),
-            "degradation_record": Value("string"),
-            "tasks": List(Value("string")),
-            "toolset": Value("string"),
-            "metric_names": List(Value("string")),
-            "candidates": List({"plan": Value("string"), "balanced": Value("float64"), "metrics": m}),
-            "nodes": List({"steps": Value("string"), "metrics": m}),
-            "zstats": {"mean": m, "std": m},
-            "best_plan": Value("string"),
-            "best_balanced": Value("float64"),
-            "fixed_plan": Value("string"),
-            "n_candidates": Value("int32"),
-            "tool_calls": Value("int64"),
-            "naive_tool_calls": Value("int64"),
-            "search_seconds": Value("float64"),
-            "seconds": Value("float64"),
-        }
-    )
-
-
-def quantize(image: np.ndarray) -> np.ndarray:
-    """What the image becomes once stored as an 8-bit PNG and decoded again."""
-    from ..imageio import to_uint8
-
-    return to_uint8(image).astype(np.float32) / np.float32(255.0)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    from ..imageio import to_uint8
-
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(image), "RGB").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> float32 RGB, exactly as :func:`quantize` produced it."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).astype(np.float32) / np.float32(255.0)
-
-
-def search_from_row(row: dict):
-    """The :class:`~restoreagent.search.SearchResult` stored in a labeled record."""
-    from ..search import search_result_from_json
-
-    return search_result_from_json(
-        {
-            "tasks": row["tasks"],
-            "toolset": json.loads(row["toolset"]),
-            "metrics": row["metric_names"],
-            "tool_calls": row["tool_calls"],
-            "naive_tool_calls": row["naive_tool_calls"],
-            "seconds": row["search_seconds"],
-            "stats": row["zstats"],
-            "candidates": row["candidates"],
-            "nodes": row["nodes"],
-        }
-    )
-
-
 # ---- the worker: one sample -------------------------------------------------------------------
 
 _SCORERS: dict = {}
 
 
 def _scorer(metrics: tuple[str, ...]):
-    from ..scoring import Scorer
-
     if metrics not in _SCORERS:
         s = Scorer(metrics)
         if tuple(s.metrics) != tuple(metrics):
@@ -337,9 +219,6 @@ def _scorer(metrics: tuple[str, ...]):
 
 def label_sample(p: dict) -> list[dict]:
     """Degrade the clean crop, run and score every candidate pipeline; returns the one record."""
-    from ..degradations import degrade
-    from ..search import exhaustive_search
-
     t0 = time.perf_counter()
     clean = p["clean"]
     degraded, record = degrade(clean, chain=", ".join(p["combo"]), seed=p["deg_seed"])
@@ -380,7 +259,7 @@ def label_sample(p: dict) -> list[dict]:
 
 
 @dataclass
-class _Plan:
+class ResolvedLabeling:
     """Everything the driver resolved once: what sample i is made of."""
 
     cfg: LabelConfig
@@ -400,8 +279,6 @@ class _Plan:
         return {"index": i, "root": root, "path": name, "combo": combo, "deg_seed": degradation_seed(c.seed, i)}
 
     def payload(self, i: int) -> dict:
-        from ..imageio import load_image
-
         s = self.spec(i)
         image = load_image(dict(self.roots)[s["root"]] / s["path"])
         h, w = image.shape[:2]
@@ -413,11 +290,8 @@ class _Plan:
         return s
 
 
-def plan_labels(cfg: LabelConfig) -> _Plan:
+def plan_labels(cfg: LabelConfig) -> ResolvedLabeling:
     """Check the configuration and resolve everything the samples depend on."""
-    from ..bench import parse_combos
-    from ..scoring import resolve_metrics
-
     if cfg.samples < 1:
         raise RestoreAgentError("--samples must be at least 1")
     if cfg.crop_mode not in ("random", "center"):
@@ -426,7 +300,7 @@ def plan_labels(cfg: LabelConfig) -> _Plan:
         raise RestoreAgentError("--crop must be a positive number of pixels (0: the whole image)")
     roots = _roots(cfg.images)
     given = [Path(f).expanduser().absolute().name for f in ([cfg.images] if isinstance(cfg.images, str | Path) else cfg.images)]
-    bad = [n for n in given + [n for n, _ in roots] if n in set(cfg.forbid)]
+    bad = [n for n in given + [n for n, _ in roots] if n in set(cfg.refused)]
     if bad:
         raise RestoreAgentError(f"image folder {bad[0]!r} is a dev split (used to measure planners); it must not be labeled for training")
     files = list_files(roots)
@@ -461,7 +335,7 @@ def plan_labels(cfg: LabelConfig) -> _Plan:
     metrics = resolve_metrics(cfg.metrics)
     if not metrics:
         raise RestoreAgentError("no metric is available")
-    plan = _Plan(cfg, roots, files, toolset, allowed, combos, metrics, kmax)
+    plan = ResolvedLabeling(cfg, roots, files, toolset, allowed, combos, metrics, kmax)
     plan.identity = {
         "format": LABEL_FORMAT,
         "seed": cfg.seed,
@@ -485,9 +359,6 @@ def plan_labels(cfg: LabelConfig) -> _Plan:
 
 def label_dataset(cfg: LabelConfig, progress: bool = True) -> dict:
     """Label ``cfg.samples`` samples into ``cfg.out`` (resuming a previous run); returns a summary."""
-    from .backends import BackendChoice
-    from .shards import Job, read_manifest, run_job
-
     plan = plan_labels(cfg)
     code = tool_code_fingerprints(plan.toolset)
     info = {"images_roots": {n: str(p) for n, p in plan.roots}, "label_config": _jsonable(cfg), "tool_code": code}
@@ -518,8 +389,6 @@ def label_dataset(cfg: LabelConfig, progress: bool = True) -> dict:
     backend = BackendChoice(cfg.backend, cfg.workers, cfg.ray_address).build()
     stats = run_job(job, backend, progress=progress)
     if cfg.card:
-        from .card import write_labeled_card
-
         write_labeled_card(cfg.out)
     return {"out": str(cfg.out), "samples": cfg.samples, **stats}
 
@@ -531,8 +400,6 @@ def _jsonable(cfg: LabelConfig) -> dict:
 
 def load_labeled(path, cache_dir=None):
     """A finished labeled dataset as a ``datasets.Dataset`` (also: ``datasets.load_dataset(path)``)."""
-    from .shards import load
-
     return load(path, cache_dir=cache_dir)
 
 
@@ -541,7 +408,6 @@ def read_labeled_table(path, columns=None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .shards import data_files, read_manifest
 
     man = read_manifest(path)
     if man is None or man.get("kind") != "labeled":

@@ -38,45 +38,26 @@ Everything random comes from ``default_rng([seed, stream, sample_id])``: same se
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..dialogue import Answer, History, prompt
 from ..errors import RestoreAgentError
+from ..imageio import atomic_write_text, decode_png, load_image, png_bytes
+from ..jobs.label import SFTConfig
 from ..plan import Plan, Step
 from ..tasks import TASK_FOR_DEGRADATION
+from ..tools.registry import get_tool
+from .backends import BackendChoice
+from .card import sft_card
+from .records import SCENARIOS, search_from_row
+from .shards import Job, data_files, read_manifest, run_job, write_card_files
 
 SFT_FORMAT = 1
 SFT_META = "restoreagent_sft.json"
-SCENARIOS = ("full_plan", "partial", "rollback", "after_rollback", "stop")
-SCENARIO_HELP = {
-    "full_plan": "the whole plan from the degraded image",
-    "partial": "the rest of the plan after some steps (history: done / last)",
-    "rollback": "say `rollback` when the last step made the image worse",
-    "after_rollback": "re-plan after a rollback without the failed step",
-    "stop": "say `saw: none | plan: none` when nothing is left to do",
-}
 
-
-@dataclass
-class SFTConfig:
-    labeled: str
-    out: str
-    seed: int = 0
-    val_fraction: float = 0.05  # share of labeled samples (all their examples) in `validation`
-    clean_stop_prob: float = 0.1
-    rollbacks_per_sample: int = 1
-    detours_per_sample: int = 1
-    followups: bool = True
-    rollback_psnr_db: float = 0.5
-    rollback_ssim: float = 0.005
-    images: tuple[str, ...] | None = None  # where the clean images are now (default: as labeled)
-    shard_size: int = 256
-    workers: int = 1
-    backend: str = "local"
-    ray_address: str | None = None
 
 
 def sft_features():
@@ -101,8 +82,6 @@ class SampleTree:
     """Metrics of every prefix of a labeled sample's search, and the questions built on it."""
 
     def __init__(self, row: dict, psnr_db: float = 0.5, ssim_drop: float = 0.005):
-        from .labeler import search_from_row
-
         self.search = search_from_row(row)
         self.degradations = tuple(row["degradations"])
         self.metrics: dict[tuple[Step, ...], dict] = {n.steps: n.metrics for n in self.search.nodes}
@@ -169,9 +148,6 @@ class SampleTree:
 
 def examples_for(row: dict, cfg: SFTConfig, clean: np.ndarray | None = None) -> list[dict]:
     """The SFT examples of one labeled record (see the module docstring)."""
-    from ..tools.registry import get_tool
-    from .labeler import decode_png, png_bytes
-
     sid = int(row["sample_id"])
     rng = np.random.default_rng([cfg.seed, 12, sid])
     tree = SampleTree(row, cfg.rollback_psnr_db, cfg.rollback_ssim)
@@ -287,10 +263,6 @@ def build_sft(cfg: SFTConfig, progress: bool = True) -> dict:
     import hashlib
     import shutil
 
-    from ..imageio import atomic_write_text, load_image
-    from .backends import BackendChoice
-    from .shards import Job, data_files, read_manifest, run_job
-
     labeled = Path(cfg.labeled)
     man = read_manifest(labeled)
     if man is None or man.get("kind") != "labeled":
@@ -366,9 +338,6 @@ def _save(out: Path, build: Path, cfg: SFTConfig, identity: dict) -> dict:
     import datasets
     import pyarrow.parquet as pq
 
-    from .card import sft_card
-    from .shards import data_files, write_card_files
-
     files = [str(f) for f in data_files(build)]
     ids, scen = [], []
     for f in files:
@@ -390,7 +359,7 @@ def _save(out: Path, build: Path, cfg: SFTConfig, identity: dict) -> dict:
         "splits": {k: len(v) for k, v in parts.items()},
     }
     examples, png = _card_examples(parts["train"])
-    write_card_files(out, sft_card(out, stats, {"labeled": str(cfg.labeled), "seed": cfg.seed}, examples, png), png)
+    write_card_files(out, sft_card(out, stats, {"labeled": str(cfg.labeled), "seed": cfg.seed, "val_fraction": cfg.val_fraction}, examples, png), png)
     return stats
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 
 from ..degradations import degrade
 from ..imageio import list_images, load_image
+from ..tasks import CORE_DEGRADATIONS
 from .labels import LABELS, SEVERITY_PARAMS, targets_from_record
 
 
@@ -84,8 +85,6 @@ def _crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 
 def sample_chain(spec: SampleSpec, rng: np.random.Generator) -> list[str]:
     """The degradation names of one sample (physical order is applied by ``degrade``)."""
-    from ..tasks import CORE_DEGRADATIONS
-
     names: list[str] = []
     if rng.random() >= spec.p_clean:
         k = int(rng.integers(1, spec.max_k + 1))

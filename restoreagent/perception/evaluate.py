@@ -1,7 +1,7 @@
 """How well the detector sees: exact-set accuracy, per-degradation precision/recall, top-k,
 calibration, false positives on clean photos, and detection rates on real degraded photos.
 
-Samples follow the benchmark's protocol (:func:`restoreagent.bench.sample_plan`: the same images,
+Samples follow the benchmark's protocol (:func:`restoreagent.sampling.sample_plan`: the same images,
 combinations and seeds as ``restoreagent bench`` with the same ``--seed``), at a centre crop of
 ``crop`` px or on the whole photo (``crop=0``).
 """
@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..degradations import degrade
 from ..imageio import atomic_write_text, center_crop, list_images, load_image
+from ..jobs.bench import BenchConfig
+from ..sampling import sample_plan
+from ..tasks import parse_combos
+from .calibration import expected_calibration_error
 from .detector import Detector
 
 
@@ -32,9 +37,6 @@ class EvalSet:
 
 def run_set(detector: Detector, spec: EvalSet) -> dict:
     """Per-sample truth and predictions of one evaluation set."""
-    from ..bench import BenchConfig, parse_combos, sample_plan
-    from ..degradations import degrade
-
     files = list_images(spec.images)
     combos = parse_combos(Path(spec.combos_file).read_text(), spec.combos_file) if spec.combos_file else None
     cfg = BenchConfig(images=spec.images, out="", samples=spec.samples, seed=spec.seed, crop=spec.crop or None)
@@ -88,8 +90,6 @@ def summarise(result: dict, labels: list[str]) -> dict:
         ok = [set(np.flatnonzero(truth[i])) <= set(order[i, : n_true[i] + extra]) for i in range(len(rows))]
         topk[f"top(n+{extra})"] = float(np.mean(ok))
     out["true_set_in_top_k"] = topk
-    from .calibration import expected_calibration_error
-
     out["ece"] = expected_calibration_error(probs, truth.astype(float))
     out["_arrays"] = (truth, pred, probs)
     return out

@@ -1,8 +1,6 @@
 """Training the degradation detector: fresh samples, resumable checkpoints, calibration, export.
 
-    from restoreagent.perception.config import from_overrides
-    from restoreagent.perception.train import train
-    train(from_overrides(["preset=smoke"]))
+    python train/train_perception.py --config configs/smoke/train-perception.yaml   # the train-perception job
 
 The run folder holds ``checkpoint/`` (model + optimiser + step + elapsed time; a stopped run
 continues from it with the same command) and, at the end, ``detector/``: the calibrated

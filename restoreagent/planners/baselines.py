@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
-
 import numpy as np
-import yaml
 
+from ..catalog.learned import severity_ranges
 from ..dialogue import Answer
 from ..errors import RestoreAgentError
+from ..perception import default_detector
 from ..plan import Plan
-from ..tasks import TASK_FOR_DEGRADATION
+from ..tasks import DEGRADATION_FOR_TASK, TASK_FOR_DEGRADATION
+from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import tools_for_task
 from .base import PlanRequest
 
@@ -38,29 +37,6 @@ class RandomPlanner:
         return Answer(tuple(request.degradations), Plan.of(steps))
 
 
-@functools.cache
-def _recipe() -> dict:
-    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("fixed_recipe.yaml").read_text())
-
-
-def fixed_recipe(tasks, tools=None) -> list[tuple[str, str]]:
-    """The fixed expert recipe's (task, tool) steps for these tasks, in the recipe's order.
-
-    The tool is the first preferred name that is installed, else the first installed tool.
-    ``tools`` (task -> names) replaces the registry's installed tools; tasks without one are skipped.
-    """
-    raw = _recipe()
-    steps = []
-    for task in raw["order"]:
-        if task in tasks:
-            installed = list(tools.get(task, ())) if tools is not None else tools_for_task(task)
-            if not installed:
-                continue
-            preferred = [t for t in raw["tools"].get(task) or [] if t in installed]
-            steps.append((task, (preferred or installed)[0]))
-    return steps
-
-
 class FixedPlanner:
     """One documented expert recipe (catalog/fixed_recipe.yaml) for every image."""
 
@@ -81,21 +57,14 @@ class OraclePlanner:
         return Answer(tuple(request.degradations or ()), request.search.best.plan)
 
 
-@functools.cache
-def _severity_ranges() -> dict:
-    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("severity_ranges.yaml").read_text())
-
-
 def severity_matched_plan(record: dict) -> Plan:
-    """The fixed recipe's order with each tool matched to the recorded severity (catalog/severity_ranges.yaml).
+    """The fixed recipe's order with each tool matched to the recorded severity (restoreagent.catalog.learned.severity_ranges).
 
     A teacher for the planner's first training stage: it needs the degradation record (truth), so it is
     not a planner for unseen images; the learned planner has to infer severity from pixels.
     """
-    from ..tasks import DEGRADATION_FOR_TASK
-
     params = {c["name"]: c["params"] for c in record["chain"]}
-    ranges = _severity_ranges()
+    ranges = severity_ranges()
     steps = []
     for task, default_tool in fixed_recipe({TASK_FOR_DEGRADATION[d] for d in params}):
         tool = default_tool
@@ -123,8 +92,6 @@ class FixedDetectPlanner:
         self._detector = detector
 
     def plan(self, request: PlanRequest) -> Answer:
-        from ..perception import default_detector
-
         detector = self._detector or default_detector()
         found = detector.detect(request.image)
         record = {"chain": [{"name": d, "params": found.params.get(d, {})} for d in found.degradations]}

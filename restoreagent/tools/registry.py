@@ -7,77 +7,19 @@ import importlib
 import importlib.util
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import yaml
 
-from ..errors import UnknownNameError
+from ..catalog.learned import learned_tools
+from ..catalog.spec import KINDS, ToolSpec, weights_path
+from ..errors import UnknownNameError, by_name
 from ..tasks import PHYSICAL_TASK_ORDER, TASKS
-
-KINDS = ("classical", "learned", "hub")
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """One catalogue entry: everything needed to describe and build a tool.
-
-    Exactly one of ``function`` (``"module:fn"``, called as ``fn(image, **params)``) or
-    ``builder`` (``"module:fn"``, called as ``fn(**params)`` and returning ``image -> image``;
-    used by learned tools that load weights once) is set.
-    """
-
-    name: str
-    task: str
-    kind: str
-    description: str
-    function: str | None = None
-    builder: str | None = None
-    params: dict = field(default_factory=dict)
-    cost_s: float | None = None  # typical seconds on a 512x512 image on a 2-core CPU (docs/benchmarks.md)
-    device: str = "cpu"
-    requires: tuple[str, ...] = ()  # importable modules the tool needs
-    weights: str | None = None  # weight file relative to the package (learned tools)
-    # False: another tool of the task beats it at every measured severity (eval/tool_quality.py), so
-    # the search, the labeler and the planners leave it out (RESTOREAGENT_ALL_TOOLS=1 brings it back);
-    # it stays available to explicit plans (`run --plan`).
-    candidate: bool = True
-
-    @property
-    def missing(self) -> list[str]:
-        """Why the tool cannot be built here (empty when it can)."""
-        why = [f"python module {m!r}" for m in self.requires if importlib.util.find_spec(m) is None]
-        if self.weights and not _weights_path(self.weights).exists():
-            hint = f" (restoreagent zoo download {self.name})" if self.kind == "hub" else ""
-            why.append(f"weight file {self.weights}{hint}")
-        return why
-
-    @property
-    def available(self) -> bool:
-        return not self.missing
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "task": self.task,
-            "kind": self.kind,
-            "description": self.description,
-            "cost_s": self.cost_s,
-            "device": self.device,
-            "available": self.available,
-            "candidate": self.candidate,
-            "missing": self.missing,
-        }
+from ..zoo.models import hub_tool_specs
 
 
-def _weights_path(rel: str) -> Path:
-    p = Path(rel)
-    return p if p.is_absolute() else Path(str(resources.files("restoreagent"))) / rel
-
-
-def _import(ref: str) -> Callable:
+def import_ref(ref: str) -> Callable:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -122,7 +64,8 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
                 raw = dict(raw)
                 raw["requires"] = tuple(raw.get("requires", ()))
                 specs.append(ToolSpec(**raw))
-    specs += _hub_specs()
+    specs += [t.spec() for t in learned_tools().values()]  # the project's networks (catalog/learned/)
+    specs += hub_tool_specs()  # published models (restoreagent/zoo/models.yaml), available once downloaded
     for s in specs:
         _validate(s)
     names = [s.name for s in specs]
@@ -131,15 +74,8 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
     return tuple(sorted(specs, key=lambda s: (PHYSICAL_TASK_ORDER.index(s.task), s.name)))
 
 
-def _hub_specs() -> list[ToolSpec]:
-    """Published models of the model zoo (restoreagent/zoo/catalog.yaml), available once downloaded."""
-    from ..zoo.catalog import hub_tool_specs
-
-    return hub_tool_specs()
-
-
-def reload_catalog() -> None:
-    """Re-read the catalogues (e.g. after ``RESTOREAGENT_CACHE`` or ``RESTOREAGENT_ZOO_CATALOG`` changed)."""
+def reload_models() -> None:
+    """Re-read the catalogues (e.g. after ``RESTOREAGENT_CACHE`` or ``RESTOREAGENT_ZOO_MODELS`` changed)."""
     _catalog_specs.cache_clear()
     get_tool.cache_clear()
 
@@ -158,6 +94,11 @@ def register(spec: ToolSpec) -> None:
     _validate(spec)
     _EXTRA_SPECS[spec.name] = spec
     get_tool.cache_clear()
+
+
+def extra_specs() -> tuple[ToolSpec, ...]:
+    """The tools added at run time with :func:`register` (worker processes re-register them)."""
+    return tuple(_EXTRA_SPECS.values())
 
 
 def list_specs(task: str | None = None) -> list[ToolSpec]:
@@ -180,11 +121,7 @@ def tools_for_task(task: str) -> list[str]:
 
 
 def spec(name: str) -> ToolSpec:
-    for s in list_specs():
-        if s.name == name:
-            return s
-    known = ", ".join(s.name for s in list_specs())
-    raise UnknownNameError(f"unknown tool {name!r}; tools: {known}")
+    return by_name(list_specs(), name, "tool", "tools")
 
 
 @functools.cache
@@ -194,10 +131,10 @@ def get_tool(name: str) -> Tool:
     if s.missing:
         raise UnknownNameError(f"tool {name!r} is not available here: missing {', '.join(s.missing)}")
     if s.function:
-        fn = functools.partial(_import(s.function), **s.params)
+        fn = functools.partial(import_ref(s.function), **s.params)
     else:
         params = dict(s.params)
         if s.weights:
-            params["weights"] = str(_weights_path(s.weights))
-        fn = _import(s.builder)(**params)
+            params["weights"] = str(weights_path(s.weights))
+        fn = import_ref(s.builder)(**params)
     return Tool(s, fn)

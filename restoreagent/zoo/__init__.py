@@ -1,18 +1,18 @@
-"""Published restoration models ("the zoo"): a pinned catalogue, a checked download cache, safe loading.
+"""Published restoration models ("the zoo"): a pinned model list, a checked download cache, safe loading.
 
-- :mod:`.catalog`  ``catalog.yaml``: name, task, architecture, URL, SHA-256 (and where it was
+- :mod:`.models`   ``models.yaml``: name, task, architecture, URL, SHA-256 (and where it was
   published), licence, expected input; each entry is a registry tool of kind ``hub``
 - :mod:`.hub`      the cache (``$RESTOREAGENT_CACHE`` or ``~/.cache/restoreagent/zoo``), downloads
   with checksum verification, offline mode (``RESTOREAGENT_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``)
 - :mod:`.loader`   weights-only loading, spandrel architectures, same-size super-resolution
 - :mod:`.cli`      ``restoreagent zoo list | download | verify | path``
 
-A catalogued model becomes an available tool (``restoreagent tools``, the search, the planners)
+A listed model becomes an available tool (``restoreagent tools``, the search, the planners)
 as soon as its verified file is in the cache.
 """
 
-from .catalog import ZooModel, get_model, hub_tool_specs, load_catalog
-from .hub import ChecksumError, ZooError, cache_dir, download, offline, verify
+from .hub import ChecksumError, ZooError, cache_dir, offline
+from .models import ZooModel, download, get_model, hub_tool_specs, load_models, verify
 
 __all__ = [
     "ChecksumError",
@@ -22,7 +22,7 @@ __all__ = [
     "download",
     "get_model",
     "hub_tool_specs",
-    "load_catalog",
+    "load_models",
     "offline",
     "verify",
 ]

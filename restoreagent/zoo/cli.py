@@ -12,17 +12,17 @@ def add_zoo_parser(sub) -> None:
     p = sub.add_parser(
         "zoo",
         help="published restoration models: list, download (checked), verify",
-        description="Published models pinned by URL and SHA-256 (restoreagent/zoo/catalog.yaml). A downloaded "
+        description="Published models pinned by URL and SHA-256 (restoreagent/zoo/models.yaml). A downloaded "
         "model is a tool like any other (`restoreagent tools`). Cache: $RESTOREAGENT_CACHE or "
         "~/.cache/restoreagent/zoo; offline: RESTOREAGENT_OFFLINE=1 or HF_HUB_OFFLINE=1.",
     )
     zsub = p.add_subparsers(dest="zoo_command", required=True)
 
-    q = zsub.add_parser("list", help="the catalogue and what is in the cache")
+    q = zsub.add_parser("list", help="the model list and what is in the cache")
     q.add_argument("--task", help="only the models of this task")
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable list")
-    fmt.add_argument("--markdown", action="store_true", help="the Markdown table of model_zoo/README.md")
+    fmt.add_argument("--markdown", action="store_true", help="the Markdown table of docs/model_zoo.md")
     q.set_defaults(func=cmd_list)
 
     q = zsub.add_parser("download", help="fetch models into the cache, checking their SHA-256")
@@ -31,12 +31,12 @@ def add_zoo_parser(sub) -> None:
         "--from",
         dest="source",
         metavar="FILE_OR_URL",
-        help="use this file (or URL) instead of the catalogue URL, e.g. one fetched on another machine",
+        help="use this file (or URL) instead of the model list's URL, e.g. one fetched on another machine",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_download)
 
-    q = zsub.add_parser("verify", help="re-hash cached files against the catalogue (default: all models)")
+    q = zsub.add_parser("verify", help="re-hash cached files against the model list (default: all models)")
     q.add_argument("names", nargs="*", metavar="NAME")
     q.set_defaults(func=cmd_verify)
 
@@ -48,8 +48,8 @@ def add_zoo_parser(sub) -> None:
 def _status(model) -> str:
     import importlib.util
 
-    from .catalog import LOADERS
     from .hub import is_cached
+    from .models import LOADERS
 
     missing = [m for m in LOADERS[model.loader] + model.requires if importlib.util.find_spec(m) is None]
     state = "cached" if is_cached(model) else "not downloaded"
@@ -58,11 +58,11 @@ def _status(model) -> str:
 
 def cmd_list(args) -> int:
     from ..tasks import TASKS
-    from .catalog import load_catalog, markdown_table
+    from .models import load_models, markdown_table
 
     if args.task and args.task not in TASKS:
         raise RestoreAgentError(f"unknown task {args.task!r}; tasks: {', '.join(TASKS)}")
-    models = [m for m in load_catalog() if not args.task or m.task == args.task]
+    models = [m for m in load_models() if not args.task or m.task == args.task]
     if args.markdown:
         print(markdown_table(models))
         return 0
@@ -85,8 +85,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .catalog import get_model
-    from .hub import download
+    from .models import download, get_model
 
     if args.source and len(args.names) != 1:
         raise RestoreAgentError("--from takes exactly one NAME")
@@ -103,7 +102,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .hub import verify
+    from .models import verify
 
     results = verify(args.names or None)
     bad = 0
@@ -115,7 +114,7 @@ def cmd_verify(args) -> int:
             bad += bool(args.names)
         else:
             print(
-                f"{r.model.name}: CHECKSUM MISMATCH: {r.path} has sha256 {r.digest}, the catalogue says {r.model.sha256}; "
+                f"{r.model.name}: CHECKSUM MISMATCH: {r.path} has sha256 {r.digest}, the model list says {r.model.sha256}; "
                 f"delete it or run `restoreagent zoo download {r.model.name}`"
             )
             bad += 1
@@ -130,8 +129,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_path(args) -> int:
-    from .catalog import get_model
     from .hub import cache_dir, cached_path
+    from .models import get_model
 
     print(cached_path(get_model(args.name)) if args.name else cache_dir())
     return 0

@@ -1,12 +1,12 @@
-"""The model cache: download, copy in and verify the catalogue's weight files.
+"""The model cache: download, copy in and verify the model list's weight files.
 
 - **Cache folder**: ``$RESTOREAGENT_CACHE`` when set, else ``~/.cache/restoreagent/zoo``. One
-  file per catalogue file name; a model is available exactly when its file is there (files only
-  land there after their SHA-256 matched the catalogue, and the loader checks it again).
+  file per listed file name; a model is available exactly when its file is there (files only
+  land there after their SHA-256 matched the model list, and the loader checks it again).
 - **Downloads** stream to a temporary file inside the cache folder while hashing, then are
   renamed into place atomically; a checksum mismatch deletes the temporary file and is a
   one-line error. ``http(s)://`` and ``file://`` URLs are supported.
-- **Offline mode** (``RESTOREAGENT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): catalogue URLs are never
+- **Offline mode** (``RESTOREAGENT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): model list's URLs are never
   fetched; the error names the missing file and where it goes. A file fetched elsewhere is
   copied in with ``restoreagent zoo download NAME --from FILE`` (checked the same way).
 """
@@ -20,7 +20,6 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RestoreAgentError
@@ -37,7 +36,7 @@ class ZooError(RestoreAgentError):
 
 
 class ChecksumError(ZooError):
-    """A file's SHA-256 is not the catalogue's."""
+    """A file's SHA-256 is not the model list's."""
 
 
 def cache_dir() -> Path:
@@ -51,7 +50,7 @@ def offline() -> bool:
 
 
 def cached_path(model) -> Path:
-    """The cache location of a catalogue model's file (it may not exist)."""
+    """The cache location of a listed model's file (it may not exist)."""
     return cache_dir() / model.file_name
 
 
@@ -111,7 +110,7 @@ def _progress(total, desc, enabled):
     )
 
 
-def _fetch_verified(model, source: str, *, allow_network: bool, progress: bool) -> Path:
+def fetch_verified(model, source: str, *, allow_network: bool, progress: bool) -> Path:
     """Stream ``source`` into the cache while hashing; keep it only if the SHA-256 matches."""
     target = cached_path(model)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,7 @@ def _fetch_verified(model, source: str, *, allow_network: bool, progress: bool) 
                 written += len(chunk)
                 if model.size_bytes and written > model.size_bytes:
                     raise ChecksumError(
-                        f"{model.name}: {what} is larger than the catalogue's {model.size_bytes} bytes; "
+                        f"{model.name}: {what} is larger than the model list's {model.size_bytes} bytes; "
                         "not the published file (nothing was kept)"
                     )
                 h.update(chunk)
@@ -149,64 +148,3 @@ def _fetch_verified(model, source: str, *, allow_network: bool, progress: bool) 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-@dataclass(frozen=True)
-class Fetched:
-    model: object
-    path: Path
-    action: str  # "downloaded", "copied", "cached"
-
-
-def download(name: str, source: str | None = None, *, progress: bool = True) -> Fetched:
-    """Put catalogue model ``name``'s file in the cache, checked against its SHA-256.
-
-    ``source`` (a path or URL) replaces the catalogue URL, e.g. a file fetched on another
-    machine; it is checked the same way. A file already in the cache is re-hashed and kept when
-    it matches (replaced when it does not).
-    """
-    from .catalog import get_model
-
-    model = get_model(name)
-    target = cached_path(model)
-    if source is None and target.is_file() and sha256_file(target) == model.sha256:
-        return Fetched(model, target, "cached")
-    if source is None:
-        if offline():
-            raise ZooError(
-                f"{model.name}: offline mode ({'/'.join(OFFLINE_ENVS)}) and {model.file_name} is not in the cache; "
-                f"fetch {model.url} elsewhere, then `restoreagent zoo download {model.name} --from FILE` "
-                f"(or copy it to {target})"
-            )
-        return Fetched(
-            model, _fetch_verified(model, model.url, allow_network=True, progress=progress), "downloaded"
-        )
-    path = _fetch_verified(model, source, allow_network=not offline(), progress=progress)
-    return Fetched(model, path, "copied")
-
-
-@dataclass(frozen=True)
-class Verified:
-    model: object
-    path: Path
-    status: str  # "ok", "missing", "mismatch"
-    digest: str | None = None
-
-
-def verify(names=None) -> list[Verified]:
-    """Re-hash the cached files of the named models (default: every catalogue model)."""
-    from .catalog import get_model, load_catalog
-
-    models = [get_model(n) for n in names] if names else list(load_catalog())
-    hashes: dict[Path, str] = {}
-    out = []
-    for m in models:
-        path = cached_path(m)
-        if not path.is_file():
-            out.append(Verified(m, path, "missing"))
-            continue
-        if path not in hashes:
-            hashes[path] = sha256_file(path)
-        digest = hashes[path]
-        out.append(Verified(m, path, "ok" if digest == m.sha256 else "mismatch", digest))
-    return out

@@ -3,8 +3,8 @@
 - **Safe loading only**: ``.safetensors`` through safetensors; ``.pth/.pt/.ckpt/.bin`` through
   ``torch.load(map_location="cpu", weights_only=True)``, which refuses pickles holding arbitrary
   Python objects; TorchScript is never loaded. The file's SHA-256 is checked against the
-  catalogue before anything is read.
-- **Architectures**: spandrel (``loader: spandrel``; the catalogue names the architecture, whose
+  model list before anything is read.
+- **Architectures**: spandrel (``loader: spandrel``; the model list names the architecture, whose
   detector must accept the state dict) or the project's own DehazeFormer-MCT
   (``loader: dehazeformer_mct``).
 - **Running**: :class:`~restoreagent.tools.learned.runner.TorchRunner` (device, float16 when the
@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..tools.learned.runner import TorchRunner
+from .archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
 from .hub import ChecksumError, ZooError, sha256_file
 
 WEIGHTS_ONLY_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -188,19 +189,19 @@ def build_hub_tool(
     noise_level: float | None = None,
     size: int = 256,
 ):
-    """``image -> image`` (same size) for a catalogue model's cached file (registry builder)."""
+    """``image -> image`` (same size) for a listed model's cached file (registry builder)."""
     path = Path(weights)
     if verify and sha256:
         digest = sha256_file(path)
         if digest != sha256:
             raise ChecksumError(
-                f"{path}: sha256 {digest} is not the catalogue's {sha256}; delete it and download it again"
+                f"{path}: sha256 {digest} is not the model list's {sha256}; delete it and download it again"
             )
     state = _unwrap(load_state_dict(path))
     if loader == "spandrel":
         descriptor = _spandrel_descriptor(state, architecture)
         if descriptor.scale != scale:
-            raise ZooError(f"{path}: the model upscales x{descriptor.scale}, the catalogue says x{scale}")
+            raise ZooError(f"{path}: the model upscales x{descriptor.scale}, the model list says x{scale}")
         if descriptor.input_channels != 3 or descriptor.output_channels != 3:
             raise ZooError(
                 f"{path}: not an RGB model ({descriptor.input_channels} -> {descriptor.output_channels} channels)"
@@ -213,8 +214,6 @@ def build_hub_tool(
         tile = _default_tile(descriptor.tiling) if tile is None else tile
         half = half and descriptor.supports_half
     elif loader == "dehazeformer_mct":
-        from .archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
-
         try:
             net = DehazeFormerMCT(size=size, **config_from_state_dict(state))
             net.load_state_dict(state, strict=True)

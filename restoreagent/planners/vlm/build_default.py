@@ -21,8 +21,10 @@ from importlib import resources
 from pathlib import Path
 
 from ...dialogue import QUESTION, ROLLBACK, History, prompt
+from ...perception.detector import DEFAULT_DIR
 from ...plan import Step
 from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASKS
+from ...tools.registry import list_specs
 from .view import ViewConfig
 
 PLANNER_META = "restoreagent_planner.json"
@@ -74,8 +76,6 @@ def default_planner_dir() -> Path:
 
 def catalogue_tools() -> dict[str, list[str]]:
     """Task -> every catalogued tool name (installed or not): the vocabulary must cover them all."""
-    from ...tools.registry import list_specs
-
     out: dict[str, list[str]] = {t: [] for t in TASKS}
     for s in list_specs():
         out[s.task].append(s.name)
@@ -187,8 +187,7 @@ def build_model(tokenizer, sizes: dict, seed: int = 0):
     detector = None
     if sizes.get("vision") == "perception":
         # the degradation detector as the vision tower (one token per 128-px tile of a "tiles" view)
-        from ...perception.detector import DEFAULT_DIR
-        from .perception_tower import PerceptionVisionConfig
+        from .perception_tower import PerceptionVisionConfig  # torch and transformers: imported when used
 
         detector = Path(sizes.get("detector") or DEFAULT_DIR)
         net = json.loads((detector / "detector.json").read_text())["net"]

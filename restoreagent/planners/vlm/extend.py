@@ -29,8 +29,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...errors import RestoreAgentError
+from ...jobs.build import MergeConfig
 from ...tasks import DEGRADATIONS, TASKS
 from .build_default import META_VERSION, PLANNER_META, catalogue_tools, read_meta, vocabulary_words
+from .planner import load_model_and_processor, processor_source, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +238,6 @@ def extend_planner(src, dst, tools: Mapping[str, Sequence[str]] | None = None, o
     """
     from transformers import AutoTokenizer
 
-    from .planner import load_model_and_processor, processor_source, resolve_model
-
     src_p, dst_p = Path(src).expanduser(), Path(dst).expanduser()
     if not (src_p / "config.json").is_file():
         raise RestoreAgentError(f"{src}: not a planner model folder (no config.json)")
@@ -283,8 +283,6 @@ def merge_planner(src, dst, overwrite: bool = False) -> Path:
     What ships as a default, or what a later fine-tune starts from, is a plain folder; the
     planner meta (view, tools, vocabulary extensions, training record) comes along.
     """
-    from .planner import load_model_and_processor, resolve_model
-
     src_p, dst_p = Path(src).expanduser(), Path(dst).expanduser()
     if not src_p.is_dir():
         raise RestoreAgentError(f"{src}: not a planner folder")
@@ -367,6 +365,11 @@ def add_planner_parser(sub) -> None:
     m.add_argument("-o", "--output", required=True, metavar="DST", help="where to write the merged planner")
     m.add_argument("--force", action="store_true", help="replace DST when it exists")
     m.set_defaults(func=cmd_merge)
+
+
+def run_merge(cfg: MergeConfig) -> dict:
+    """The planner-merge job (= ``restoreagent planner merge``)."""
+    return {"out": str(merge_planner(cfg.source, cfg.output, overwrite=cfg.force))}
 
 
 def cmd_merge(args) -> int:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ...dialogue import ROLLBACK, History
 from ...tasks import DEGRADATIONS, PHYSICAL_ORDER, TASK_FOR_DEGRADATION, TASKS
+from ...tools.registry import tools_for_task
 
 NONE = "none"
 SAW = "saw:"
@@ -171,8 +172,6 @@ class AnswerGrammar:
 
 def installed_tools() -> dict[str, list[str]]:
     """Task -> names of the tools installed now (the registry)."""
-    from ...tools.registry import tools_for_task
-
     return {t: tools_for_task(t) for t in TASKS}
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...dialogue import Answer, History, parse_answer, prompt
 from ...errors import PlanError, RestoreAgentError
+from ...perception import default_detector
 from ...plan import Plan
 from .build_default import default_planner_dir, read_meta
 from .grammar import AnswerGrammar, TokenConstraint, installed_tools, make_logits_processor, token_strings
@@ -254,8 +255,6 @@ class VLMPlanner:
         """
         if self.saw != "detector" or (history is not None and history.last_step is not None):
             return ""
-        from ...perception import default_detector
-
         detector = default_detector()
         detector.max_tiles = self.detector_tiles
         self.last_detection = detector.detect(image)

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ...perception.detector import tile_grid
+
 LAYOUTS = ("mosaic", "mosaic_detail", "crop", "resize", "none", "tiles")
 TILE = 128  # the detector's tile (restoreagent.perception)
 DETAIL_GAIN = 6.0
@@ -156,8 +158,6 @@ def planner_view(image, config: ViewConfig | None = None, rng: np.random.Generat
 
 
 def _tile_mosaic(a: np.ndarray, grid: int, rng: np.random.Generator | None) -> np.ndarray:
-    from ...perception.detector import tile_grid
-
     h, w = a.shape[:2]
     if h < TILE or w < TILE:
         a = np.pad(a, ((0, max(0, TILE - h)), (0, max(0, TILE - w)), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")

@@ -11,7 +11,7 @@ import numpy as np
 from ._util import finish, line_psf, luma
 
 
-def _segment(length: int, angle_deg: float) -> np.ndarray:
+def line_segment(length: int, angle_deg: float) -> np.ndarray:
     """Binary line structuring element of ``length`` px at ``angle_deg`` (90 = vertical)."""
     k = line_psf(length, angle_deg)
     return (k >= 0.5 * k.max()).astype(np.uint8)
@@ -47,7 +47,7 @@ def streak_derain(
     """
     y = luma(image)
     a = rain_angle(y) if angle is None else float(angle)
-    bg = cv2.morphologyEx(image, cv2.MORPH_OPEN, _segment(width, a + 90.0), borderType=cv2.BORDER_REFLECT)
+    bg = cv2.morphologyEx(image, cv2.MORPH_OPEN, line_segment(width, a + 90.0), borderType=cv2.BORDER_REFLECT)
     resid = np.maximum(y - luma(bg), 0.0)
     along = cv2.filter2D(resid, -1, line_psf(length, a), borderType=cv2.BORDER_REFLECT)
     across = cv2.filter2D(resid, -1, line_psf(length, a + 90.0), borderType=cv2.BORDER_REFLECT)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ._util import finish
-from .derain import _segment
+from .derain import line_segment
 
 
 def compact_background(m: np.ndarray, length: int, orientations: int = 8) -> np.ndarray:
@@ -37,7 +37,7 @@ def compact_background(m: np.ndarray, length: int, orientations: int = 8) -> np.
     ``m`` with the bright structures shorter than ``length`` px in every direction removed."""
     out = None
     for i in range(orientations):
-        o = cv2.morphologyEx(m, cv2.MORPH_OPEN, _segment(length, 180.0 * i / orientations), borderType=cv2.BORDER_REFLECT)
+        o = cv2.morphologyEx(m, cv2.MORPH_OPEN, line_segment(length, 180.0 * i / orientations), borderType=cv2.BORDER_REFLECT)
         out = o if out is None else np.maximum(out, o)
     return out
 

@@ -5,8 +5,8 @@
 - :mod:`.export`    safetensors weight files that carry their architecture and provenance
 - :mod:`.training`  pairs from the project's generator and the training loop (train/train_tool.py)
 
-Catalogue entries (``restoreagent/catalog/tools_learned.yaml``) point the registry at
-:func:`build_learned_tool` with a weight file under ``restoreagent/assets/tools``.
+Each tool is declared once in ``restoreagent/catalog/learned/NAME.yaml`` (catalogue entry, training,
+severity range); the registry builds it with :func:`build_learned_tool` from ``restoreagent/assets/tools/NAME.safetensors``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..registry import _import
+from ..registry import import_ref, spec
+from .export import load_tool_network
 from .runner import TorchRunner
 
 
@@ -27,8 +28,6 @@ def resolve_guide(guide: dict) -> dict:
     """
     if "tool" not in guide:
         return dict(guide)
-    from ..registry import spec
-
     s = spec(guide["tool"])
     if not s.function:
         raise ValueError(f"guide tool {s.name!r} is not a function tool (only classical tools can guide)")
@@ -39,7 +38,7 @@ def guide_functions(guides: list[dict] | None) -> list[Callable[[np.ndarray], np
     """Classical tools whose outputs a guided network reads: ``[{function: "mod:fn", params: {}}]``."""
     out = []
     for g in guides or []:
-        fn, params = _import(g["function"]), dict(g.get("params") or {})
+        fn, params = import_ref(g["function"]), dict(g.get("params") or {})
         out.append(lambda img, fn=fn, params=params: fn(img, **params))
     return out
 
@@ -55,8 +54,6 @@ def build_learned_tool(
     weights: str, device: str = "auto", half: bool = False, tile: int = 1024, overlap: int = 64
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``image -> image`` for a weight file written by :func:`.export.save_tool_weights`."""
-    from .export import load_tool_network
-
     model, meta = load_tool_network(weights)
     if getattr(model, "global_op", False):
         tile = 0  # a global operator must see the whole image (cheap: it is pointwise after a small estimate)

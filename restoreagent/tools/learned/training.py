@@ -9,8 +9,8 @@ borders look as they do on full photos); training then draws random ``patch`` px
 flips and transposes. Validation pairs come from held-out training photos (every
 ``val_every``-th file), never from the dev split.
 
-``train_tool(cfg)`` is the logic behind ``train/train_tool.py`` (hydra, one config per tool in
-``configs/tools/``): resumable checkpoints (``torch.save`` of plain tensors, loaded back with
+``train_tool(cfg)`` is the logic behind ``train/train_tool.py`` (the train-tool job,
+:mod:`restoreagent.jobs.train_tool`; one declaration per tool in ``restoreagent/catalog/learned/``): resumable checkpoints (``torch.save`` of plain tensors, loaded back with
 ``weights_only=True``), a progress bar, wandb offline, and at the end the export to a
 safetensors file (float16 weights, architecture and provenance in its metadata) that the tool
 registry loads.
@@ -27,14 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ...catalog.learned import learned_tool
+from ...config import build, to_dict
 from ...degradations import PARAM_RANGES, apply_degradation
-from ...degradations.params import is_int_range
+from ...degradations.params import CAMERA_PARAMS, is_int_range, sample_camera_params
 from ...imageio import atomic_write_text, list_images, load_image
+from ...jobs.train_tool import ToolTrainConfig
+from ...splits import split_files
+from . import guide_functions, resolve_guide, stack_guides
 from .export import save_tool_weights
 from .nets import build_network, count_parameters
+from .runner import resolve_device
 
 log = logging.getLogger("restoreagent.tools.learned")
 
@@ -86,9 +93,6 @@ def make_pairs(
     (``CAMERA_PARAMS``: signal-dependent, channel- and spatially correlated noise, ...), so the tool
     learns real cameras' degradations too; 0 (the default) draws nothing and keeps the old pairs.
     """
-    from ...degradations.params import CAMERA_PARAMS, sample_camera_params
-    from . import guide_functions, stack_guides
-
     fns = guide_functions(guides)
     rng = np.random.default_rng(seed)
     cache: dict[Path, np.ndarray] = {}
@@ -106,13 +110,6 @@ def make_pairs(
         deg[i] = np.round(np.clip(stack_guides(out, fns), 0, 1) * 255)
         clean[i] = np.round(view * 255)
     return deg, clean
-
-
-def split_files(files: list[Path], val_every: int) -> tuple[list[Path], list[Path]]:
-    """Every ``val_every``-th file held out for validation (deterministic, by sorted order)."""
-    val = files[::val_every] if val_every and len(files) >= 2 * val_every else []
-    train = [f for f in files if f not in set(val)] or files
-    return train, val
 
 
 def random_batch(
@@ -176,55 +173,44 @@ def _checkpoint_path(out: Path) -> Path:
 
 
 def train_tool(cfg) -> dict:
-    """Train one tool from a hydra/omegaconf config (see configs/tools/*.yaml); returns a summary."""
-    from omegaconf import OmegaConf
-
-    from .runner import resolve_device
-
-    c = OmegaConf.to_container(cfg, resolve=True)
-    tool = c["tool"]
-    # a tool's config may override data and train settings (patch size, batch)
-    data = {**c["data"], **(tool.get("data") or {})}
-    opt = {**c["train"], **(tool.get("train") or {})}
-    out = Path(c["output_dir"])
+    """Train one tool from a :class:`~restoreagent.jobs.train_tool.ToolTrainConfig` (or a mapping of its
+    settings; ``tool`` names a declaration, restoreagent/catalog/learned/NAME.yaml); returns a summary."""
+    cfg = build(ToolTrainConfig, cfg)
+    decl = learned_tool(cfg.tool)
+    data, opt = cfg.data, cfg.train
+    out = Path(cfg.output_dir.format(tool=decl.name))
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(opt["seed"])
-    if c.get("threads"):
-        torch.set_num_threads(int(c["threads"]))
-    device = resolve_device(c.get("device", "auto"))
+    torch.manual_seed(opt.seed)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.device)
 
-    files = list_images(data["images"])
-    train_files, val_files = split_files(files, data["val_every"])
-    deg_name, ranges = tool["degradation"], tool.get("ranges") or {}
+    files = list_images(list(data.images))
+    train_files, val_files = split_files(files, data.val_every)
+    deg_name, ranges = decl.degradation, dict(decl.ranges)
     t0 = time.perf_counter()
-    from . import resolve_guide
-
-    guides = [resolve_guide(g) for g in tool.get("guides") or []]
-    pool = make_pairs(
-        train_files, deg_name, ranges, data["n_pairs"], data["pool_crop"], data["seed"], "train pairs", guides,
-        camera=float(data.get("camera", 0.0)),
-    )
+    guides = [resolve_guide(g) for g in (cfg.guides if cfg.guides is not None else decl.guides)]
+    pool = make_pairs(train_files, deg_name, ranges, data.n_pairs, data.pool_crop, data.seed, "train pairs", guides,
+                      camera=data.camera)
     val_src = val_files or train_files
-    val = make_pairs(
-        val_src, deg_name, ranges, data["n_val"], data["val_crop"], data["seed"] + 1, "val pairs", guides,
-        camera=float(data.get("camera", 0.0)),
-    )
+    val = make_pairs(val_src, deg_name, ranges, data.n_val, data.val_crop, data.seed + 1, "val pairs", guides,
+                     camera=data.camera)
     log.info("made %d train / %d val pairs in %.0f s", len(pool[0]), len(val[0]), time.perf_counter() - t0)
 
-    arch_kwargs = {**tool.get("arch_kwargs", {}), **({"guides": len(guides)} if guides else {})}
-    model = build_network(tool["arch"], **arch_kwargs).to(device)
-    optim = torch.optim.Adam(model.parameters(), lr=opt["lr"])
-    steps = int(opt["steps"])
+    arch_kwargs = {**decl.arch_kwargs, **(cfg.arch_kwargs or {}), **({"guides": len(guides)} if guides else {})}
+    model = build_network(decl.arch, **arch_kwargs).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=opt.lr)
+    steps = int(opt.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim,
         lambda s: (
-            min(1.0, (s + 1) / max(1, opt["warmup"]))
+            min(1.0, (s + 1) / max(1, opt.warmup_steps))
             * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * s / steps)))
         ),
     )
     step, history = 0, []
     ckpt = _checkpoint_path(out)
-    if c.get("resume") and ckpt.exists():
+    if cfg.resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
@@ -232,15 +218,15 @@ def train_tool(cfg) -> dict:
         step = int(state["step"])
         history = json.loads(state["history"])
         log.info("resumed %s at step %d", ckpt, step)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-    run = _wandb_run(c, out)
-    rng = np.random.default_rng([opt["seed"], step])  # a resumed run draws fresh batches, reproducibly
-    bar = tqdm(total=steps, initial=step, desc=f"train {tool['name']}", disable=None)
+    run = _wandb_run(cfg, decl.name, out)
+    rng = np.random.default_rng([opt.seed, step])  # a resumed run draws fresh batches, reproducibly
+    bar = tqdm(total=steps, initial=step, desc=f"train {decl.name}", disable=None)
     model.train()
     loss_avg = None
     while step < steps:
-        x, y = random_batch(*pool, opt["batch"], data["patch"], rng, data["augment"], data["transpose"])
+        x, y = random_batch(*pool, opt.batch_size, data.patch, rng, data.augment, data.transpose)
         x, y = x.to(device), y.to(device)
         loss = torch.sqrt((model(x) - y) ** 2 + 1e-6).mean()  # Charbonnier (smooth L1)
         optim.zero_grad(set_to_none=True)
@@ -252,13 +238,13 @@ def train_tool(cfg) -> dict:
         loss_avg = loss_val if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_val
         bar.update(1)
         bar.set_postfix(loss=f"{loss_avg:.4f}")
-        if step % opt["eval_every"] == 0 or step == steps:
+        if step % opt.eval_every == 0 or step == steps:
             rec = {"step": step, "loss": loss_avg, **evaluate(model, *val, device)}
             history.append(rec)
             bar.write(json.dumps(rec))
             if run:
                 run.log(rec, step=step)
-        if step % opt["save_every"] == 0 or step == steps:
+        if step % opt.save_every == 0 or step == steps:
             _atomic_torch_save(
                 {
                     "model": model.state_dict(),
@@ -272,19 +258,21 @@ def train_tool(cfg) -> dict:
     bar.close()
     final = history[-1] if history else evaluate(model, *val, device)
     meta = {
-        "name": tool["name"],
-        "task": tool["task"],
+        "name": decl.name,
+        "task": decl.task,
         "degradation": deg_name,
         "ranges": ranges,
-        "arch": tool["arch"],
+        "arch": decl.arch,
         "arch_kwargs": arch_kwargs,
         "guides": guides,
         "steps": steps,
         "params": count_parameters(model),
-        "data": [str(p) for p in data["images"]],
+        "data": [str(p) for p in data.images],
         "val": final,
+        "validation": (f"every {data.val_every}th photo (sorted) of the train folders, held out" if val_files
+                       else "pairs from the training photos (too few photos to hold any out)"),
     }
-    target = Path(c["export"]) if c.get("export") else out / f"{tool['name']}.safetensors"
+    target = Path(cfg.export.format(tool=decl.name)) if cfg.export else out / f"{decl.name}.safetensors"
     save_tool_weights(model, target, meta)
     summary = {**meta, "weights": str(target), "history": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
@@ -299,13 +287,17 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _wandb_run(c: dict, out: Path):
+def _wandb_run(cfg: ToolTrainConfig, name: str, out: Path):
     """A wandb run in offline mode unless the user set WANDB_MODE; None if wandb is off."""
-    if not c.get("wandb", True):
+    if not cfg.wandb:
         return None
-    import wandb
+    try:
+        import wandb
+    except ImportError:  # the optional `web` extra
+        log.warning("wandb is not installed (pip install 'restoreagent[web]'); logging to the console only")
+        return None
 
     os.environ.setdefault("WANDB_MODE", "offline")
     return wandb.init(
-        project="restoreagent-tools", name=c["tool"]["name"], dir=str(out), config=c, reinit="finish_previous"
+        project="restoreagent-tools", name=name, dir=str(out), config=to_dict(cfg), reinit="finish_previous"
     )
