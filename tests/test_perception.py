@@ -236,6 +236,11 @@ def test_planner_with_the_detector_as_vision_tower(tmp_path):
     answer = planner.plan(PlanRequest(image=noisy))
     assert answer.degradations == tuple(planner.last_detection.degradations)
     assert "noise" in answer.degradations
+    # the decision read off the tower's tokens is the detector's on the same 4 tiles
+    alone = Detector().detect(noisy, max_tiles=4)
+    assert planner.last_detection.degradations == alone.degradations
+    assert all(abs(planner.last_detection.probabilities[k] - p) < 0.05 for k, p in alone.probabilities.items())
+    assert planner.net.model.vision_tower._reuse is None  # the handed-over output does not outlive the call
 
 
 def test_shipped_planner_plans_the_readme_example():

@@ -93,30 +93,36 @@ class Detector:
         self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         self.model.to(self.device).eval()
 
-    def tiles(self, image: np.ndarray) -> np.ndarray:
-        """(N, 3, T, T) float32 tiles of an (H, W, 3) image."""
+    def tiles(self, image: np.ndarray, max_tiles: int | None = None) -> np.ndarray:
+        """(N, 3, T, T) float32 tiles of an (H, W, 3) image (at most ``max_tiles``, default the detector's)."""
         img = np.asarray(image, np.float32)
         h, w = img.shape[:2]
         t = self.tile
         if h < t or w < t:
             img = np.pad(img, ((0, max(0, t - h)), (0, max(0, t - w)), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
             h, w = img.shape[:2]
-        crops = [img[y : y + t, x : x + t] for y, x in tile_grid(h, w, t, self.max_tiles)]
+        crops = [img[y : y + t, x : x + t] for y, x in tile_grid(h, w, t, max_tiles or self.max_tiles)]
         return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
 
-    def raw(self, image: np.ndarray):
+    def raw(self, image: np.ndarray, max_tiles: int | None = None):
         """(mean presence logits, mean severities, tile features) of one image."""
         import torch
 
-        x = torch.from_numpy(self.tiles(image)).to(self.device)
+        x = torch.from_numpy(self.tiles(image, max_tiles)).to(self.device)
         with torch.inference_mode():
             feats = self.model.features(x)
             logits = self.model.presence(feats).mean(0)
             sev = torch.sigmoid(self.model.severity(feats)).mean(0)
         return logits.cpu().numpy().astype(np.float64), sev.cpu().numpy(), feats
 
-    def detect(self, image: np.ndarray) -> Detection:
-        logits, sev, feats = self.raw(image)
+    def detect(self, image: np.ndarray, max_tiles: int | None = None) -> Detection:
+        logits, sev, feats = self.raw(image, max_tiles)
+        return self.decide(logits, sev, tiles=int(feats.shape[0]))
+
+    def decide(self, logits, severities, tiles: int = 1) -> Detection:
+        """The detection from tile-averaged presence logits and severities (calibrated, thresholded)."""
+        logits = np.asarray(logits, np.float64)
+        sev = np.asarray(severities, np.float64)
         probs = 1.0 / (1.0 + np.exp(-(logits * self.a + self.b)))
         present = [name for name, p, t in zip(self.labels, probs, self.thresholds) if p >= t]
         severity = degradation_severity(sev)
@@ -128,7 +134,7 @@ class Detector:
             probabilities={n: float(p) for n, p in zip(self.labels, probs)},
             severity=severity,
             params=params,
-            tiles=int(feats.shape[0]),
+            tiles=tiles,
         )
 
 

@@ -61,7 +61,21 @@ class PerceptionVisionModel(PreTrainedModel):
         self.net.eval()  # BatchNorm keeps the detector's statistics
         return self
 
+    def reuse_once(self, pixel_values: torch.Tensor | None, output=None) -> None:
+        """The next call with this very tensor returns ``output`` (computed already, e.g. by the
+        planner to read the detector's decision) instead of running the network again; None clears."""
+        self._reuse = (pixel_values, output) if pixel_values is not None else None
+
+    def split_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tile embeddings, presence logits, severities) of the tower's tokens (..., hidden_size)."""
+        n = NetConfig.from_dict(self.config.net)
+        return tokens[..., : n.hidden], tokens[..., n.hidden : n.hidden + n.n_labels], tokens[..., n.hidden + n.n_labels :]
+
     def forward(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
+        reuse = getattr(self, "_reuse", None)
+        if reuse is not None and reuse[0] is pixel_values:
+            self._reuse = None
+            return reuse[1]
         b, c, h, w = pixel_values.shape
         t = self.config.tile
         if h % t or w % t:

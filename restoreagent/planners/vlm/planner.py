@@ -247,17 +247,31 @@ class VLMPlanner:
         )
         return enc.to(self.net.device)
 
-    def forced_prefix(self, image, history: History | None) -> str:
+    def forced_prefix(self, image, history: History | None, enc=None) -> str:
         """The start of the answer that is not left to the model ("" when it says all of it).
 
         With ``saw="detector"`` the first answer for an image (not a reply after executed steps,
         which may be a rollback) starts with the detector's set: ``saw: noise, jpeg | plan:``.
+        When the vision tower is the detector (:mod:`.perception_tower`), its output on the view's
+        tiles gives the decision (calibrated by the shipped detector's thresholds) and is handed
+        back to the tower for the generation, so the network runs once.
         """
+        import torch
+
+        from .perception_tower import PerceptionVisionModel
+
         if self.saw != "detector" or (history is not None and history.last_step is not None):
             return ""
         detector = default_detector()
-        detector.max_tiles = self.detector_tiles
-        self.last_detection = detector.detect(image)
+        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+        if isinstance(tower, PerceptionVisionModel) and enc is not None and "pixel_values" in enc:
+            with torch.inference_mode():
+                out = tower(enc["pixel_values"])
+            tower.reuse_once(enc["pixel_values"], out)
+            _, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
+            self.last_detection = detector.decide(logits.mean(0).cpu().numpy(), sev.mean(0).cpu().numpy(), tiles=int(logits.shape[0]))
+        else:
+            self.last_detection = detector.detect(image, max_tiles=self.detector_tiles)
         return Answer(tuple(self.last_detection.degradations), Plan.of([])).text().rsplit(" ", 1)[0]
 
     # --- the protocol -----------------------------------------------------------------------
@@ -267,7 +281,7 @@ class VLMPlanner:
         t0 = time.perf_counter()
         enc = self.inputs(image, history)
         n = enc["input_ids"].shape[1]
-        prefix = self.forced_prefix(image, history)
+        prefix = self.forced_prefix(image, history, enc)
         if prefix:  # generation continues the forced words; the grammar checks them like generated ones
             ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
             enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
@@ -278,19 +292,24 @@ class VLMPlanner:
             con = self.constraint(grammar)
             kw["logits_processor"] = [make_logits_processor(con, n)]
         pad = self.tokenizer.pad_token_id
-        with (
-            _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
-            torch.inference_mode(),
-        ):
-            out = self.net.generate(
-                **enc,
-                do_sample=False,
-                num_beams=1,
-                max_new_tokens=self.max_new_tokens or grammar.max_chars() + 2,
-                eos_token_id=self.eos_ids,
-                pad_token_id=pad if pad is not None else self.eos_ids[0],
-                **kw,
-            )
+        try:
+            with (
+                _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
+                torch.inference_mode(),
+            ):
+                out = self.net.generate(
+                    **enc,
+                    do_sample=False,
+                    num_beams=1,
+                    max_new_tokens=self.max_new_tokens or grammar.max_chars() + 2,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=pad if pad is not None else self.eos_ids[0],
+                    **kw,
+                )
+        finally:
+            tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+            if hasattr(tower, "reuse_once"):
+                tower.reuse_once(None)
         ids = out[0, n:].tolist()
         if self.constrained:
             text = con.text(ids)
