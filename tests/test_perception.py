@@ -253,3 +253,18 @@ def test_shipped_planner_plans_the_readme_example():
     answer = get_planner("vlm").plan(PlanRequest(image=load_image(example)))
     assert set(answer.degradations) == {"noise", "jpeg"}
     assert {s.task for s in answer.plan} == {"denoise", "dejpeg"}
+
+
+def test_a_new_run_starts_from_a_trained_detector(smoke_detector, tmp_path):
+    from dataclasses import replace
+
+    import torch
+    from safetensors.torch import load_file
+
+    from restoreagent.perception.train import train
+
+    cfg, folder = smoke_detector
+    out = train(replace(cfg, out=str(tmp_path / "more"), init=str(folder), steps=1, lr=1e-9, warmup=1))
+    before, after = load_file(str(folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    # one step at a vanishing learning rate: the weights are the initial detector's, not a fresh init
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-2) for k in before if "num_batches" not in k and "running" not in k)

@@ -37,6 +37,8 @@ class PerceptionTrainConfig:
     log_every: int = option(50, "steps between log lines")
     val_samples: int = option(4096, "fixed validation samples (calibration and thresholds are fitted on them)")
     resume: bool = option(True, "continue from out/checkpoint when it exists")
+    init: str = option("", "a detector folder whose weights a new run starts from (e.g. restoreagent/assets/perception: "
+                       "more training of the shipped detector); ignored when out/checkpoint exists")
     export: str = option("", "also write the calibrated detector folder here (e.g. restoreagent/assets/perception)")
     wandb: str = option("disabled", "offline | online | disabled")
     spec: SampleSpec = nested(SampleSpec, "how samples are drawn (restoreagent.perception.data)")

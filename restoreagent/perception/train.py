@@ -116,6 +116,10 @@ def train(cfg: PerceptionTrainConfig) -> Path:
             log.info("resumed at step %d (%.0f s trained)", step, elapsed)
         else:  # weights only (e.g. brought back from another machine): a new schedule starts from them
             log.info("starting from the weights in %s (no optimiser state)", ckpt)
+    elif cfg.init:  # a new run from a trained detector's weights (float16 in a detector folder)
+        state = load_file(str(Path(cfg.init) / "model.safetensors"))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        log.info("starting from the detector in %s", cfg.init)
 
     wandb_run = None
     if cfg.wandb != "disabled":
