@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..degradations import degrade
-from ..imageio import list_images, load_image
+from ..imageio import load_image
 from ..tasks import CORE_DEGRADATIONS
 from .labels import LABELS, SEVERITY_PARAMS, targets_from_record
 
@@ -180,7 +180,3 @@ def fixed_set(photo_paths, spec: SampleSpec, n: int, seed: int, batch_size: int 
 def tiles_to_tensor(tiles_u8: torch.Tensor) -> torch.Tensor:
     """(B, T, T, 3) uint8 -> (B, 3, T, T) float in [0, 1]."""
     return tiles_u8.permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def train_photo_list(folders) -> list[Path]:
-    return list_images(folders)
