@@ -14,14 +14,12 @@ A sample (:func:`make_sample`):
   benchmark's protocol), plus ``snow`` with probability ``p_snow``; camera-realism parameters
   (``degrade(camera=...)``) with probability ``camera``.
 
-Validation uses a split of the *train* folders (:func:`split_photos`), never a benchmark folder.
+Validation uses a split of the *train* folders (:func:`restoreagent.splits.split_by_name_hash`), never a benchmark folder.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,23 +29,6 @@ from ..degradations import degrade
 from ..imageio import load_image
 from ..tasks import CORE_DEGRADATIONS
 from .labels import LABELS, SEVERITY_PARAMS, targets_from_record
-
-
-def split_photos(paths, val_fraction: float) -> tuple[list[Path], list[Path]]:
-    """(train, val) by a hash of each file name: stable whatever else is in the folders.
-
-    A photo goes to validation when its hash (in [0, 1)) is below ``val_fraction``; with at least
-    two photos and a positive fraction, the one of lowest hash is held out in any case.
-    """
-    def h(p: Path) -> float:
-        return int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0x100000000
-
-    ps = sorted(Path(x) for x in paths)
-    val = [p for p in ps if h(p) < val_fraction]
-    if not val and val_fraction > 0 and len(ps) > 1:
-        val = [min(ps, key=h)]
-    train = [p for p in ps if p not in val]
-    return train, val
 
 
 @dataclass(frozen=True)

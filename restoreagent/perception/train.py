@@ -25,9 +25,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..imageio import atomic_write_text, list_images
+from ..splits import split_by_name_hash
 from .calibration import calibrate, expected_calibration_error, fit_platt, fit_thresholds
 from .config import PerceptionTrainConfig
-from .data import SampleStream, fixed_set, split_photos, tiles_to_tensor
+from .data import SampleStream, fixed_set, tiles_to_tensor
 from .labels import LABELS, SEVERITY_PARAMS
 from .model import DegradationNet
 
@@ -96,7 +97,7 @@ def train(cfg: PerceptionTrainConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = list_images(cfg.photos)
-    train_photos, val_photos = split_photos(photos, cfg.val_fraction)
+    train_photos, val_photos = split_by_name_hash(photos, cfg.val_fraction)
     if not train_photos or not val_photos:
         raise ValueError(f"need photos for both splits; found {len(train_photos)} train and {len(val_photos)} val")
     log.info("photos: %d train, %d validation", len(train_photos), len(val_photos))
