@@ -31,21 +31,34 @@ def _add_degrade(sub):
     g.add_argument("--chain", help='e.g. "noise:sigma=25,jpeg:quality=20" (missing parameters are sampled)')
     g.add_argument("--random", type=int, metavar="K", help="K random distinct degradations (1-4)")
     p.add_argument("--seed", type=int, default=0)
+    _add_jpeg_quality(p)
     p.set_defaults(func=cmd_degrade)
+
+
+def _add_jpeg_quality(p) -> None:
+    p.add_argument(
+        "--jpeg-quality", type=int, default=95, metavar="Q", help="quality of a JPEG/WebP output, 1-100 (default 95)"
+    )
+
+
+def _check_jpeg_quality(args) -> None:
+    if not 1 <= args.jpeg_quality <= 100:
+        raise RestoreAgentError(f"--jpeg-quality must be between 1 and 100, got {args.jpeg_quality}")
 
 
 def cmd_degrade(args) -> int:
     from .degradations import degrade
-    from .imageio import atomic_write_text, check_output_path, load_image, save_image
+    from .imageio import check_output_path, check_record_output, load_photo, save_image_with_record
 
-    out = check_output_path(args.output, args.input)
+    out = check_output_path(args.output, args.input, writable=True)  # before any work
+    check_record_output(out, args.input)
+    _check_jpeg_quality(args)
     if args.random is not None and not 1 <= args.random <= 4:
         raise RestoreAgentError(f"--random must be between 1 and 4, got {args.random}")
-    image = load_image(args.input)
+    image, info = load_photo(args.input)
     degraded, record = degrade(image, chain=args.chain, k=args.random, seed=args.seed)
     record = {"input": str(args.input), **record}
-    save_image(degraded, out)
-    atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
+    save_image_with_record(degraded, out, record, quality=args.jpeg_quality, info=info)
     print(
         f"{out}: "
         + ", ".join(
@@ -117,21 +130,28 @@ def _add_run(sub):
     )
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    _add_jpeg_quality(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
     from .executor import execute
-    from .imageio import check_output_path, load_image, save_image
+    from .imageio import check_output_dir, check_output_path, load_photo, save_image
     from .plan import parse_plan
     from .quality import DEFAULT_QUALITY_CHECK, resolve_quality_checks
 
-    out = check_output_path(args.output, args.input)
+    # the output side is checked before any work, so a bad -o costs no processing time
+    out = check_output_path(args.output, args.input, writable=True)
+    if args.save_steps is not None:
+        check_output_dir(args.save_steps, args.input, what="--save-steps folder")
+    _check_jpeg_quality(args)
+    if args.plan is not None and not args.plan.strip():
+        raise RestoreAgentError('--plan is empty; give steps (e.g. "denoise:dct_low") or "--plan none"')
     if args.quality_check is not None and not args.stepwise:
         raise RestoreAgentError("--quality-check needs --auto --stepwise")
     checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
     resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
-    image = load_image(args.input)
+    image, info = load_photo(args.input)
     if args.auto:
         from .agent import restore_auto
 
@@ -146,6 +166,8 @@ def cmd_run(args) -> int:
         if args.stepwise:
             raise RestoreAgentError("--stepwise needs --auto")
         plan = parse_plan(args.plan)
+        if not plan and not args.json:
+            print("the empty plan: the image is written unchanged")
 
         def show(rep):
             if not args.json:
@@ -156,7 +178,7 @@ def cmd_run(args) -> int:
 
         restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
         report = report.to_json()
-    save_image(restored, out)
+    save_image(restored, out, quality=args.jpeg_quality, info=info)
     report = {"input": str(args.input), "output": str(out), **report}
     if args.json:
         print(json.dumps(report, indent=2))

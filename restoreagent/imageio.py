@@ -449,3 +449,104 @@ def list_images(folders, recursive: bool = True) -> list[Path]:
         names = ", ".join(str(f) for f in folders or []) or "(no folders given)"
         raise RestoreAgentError(f"{names}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return out
+
+
+# --- an image and its JSON record, written as one unit ------------------------------------------
+
+
+def check_record_output(out, *inputs) -> Path:
+    """The ``OUT.json`` record beside ``out`` can be written and is not an input (checked first)."""
+    record = Path(f"{out}.json")
+    for inp in inputs:
+        if inp is not None and _same_file(record, inp):
+            raise ImageError(record, "the record OUT.json would overwrite the input; choose another -o")
+    if record.is_dir():
+        raise RestoreAgentError(f"{record}: the record's path is an existing folder; choose another -o")
+    return record
+
+
+def save_image_with_record(
+    image: np.ndarray, path, record: dict, quality: int = 95, info: PhotoInfo | None = None
+) -> Path:
+    """Write ``path`` and its record ``path.json`` so that they always come from the same run.
+
+    Two files cannot be renamed into place in one step, so: (1) both are fully written to temporary
+    files first, (2) the two renames happen under an exclusive lock on the folder, so that two runs
+    writing the same output cannot interleave their renames, and (3) the record carries the SHA-256
+    of the image bytes (``image_sha256``), so that a reader can tell a stale record left by a kill
+    between the two renames (:func:`read_record` checks it). A folder renamed into place would
+    change the layout users see (OUT and OUT.json side by side), hence this.
+    """
+    import hashlib
+    import json
+
+    path = check_output_path(path)
+    data = encode_image(image, SAVE_FORMATS[path.suffix.lower()], quality, info)
+    record = {**record, "image_sha256": hashlib.sha256(data).hexdigest()}
+    record_path = Path(f"{path}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_image = _temp_copy(path, data)
+    try:
+        tmp_record = _temp_copy(record_path, (json.dumps(record, indent=2) + "\n").encode())
+        try:
+            with _folder_lock(path.parent):
+                os.replace(tmp_record, record_path)  # record first: a kill here leaves a detectably stale pair
+                os.replace(tmp_image, path)
+        finally:
+            Path(tmp_record).unlink(missing_ok=True)
+    finally:
+        Path(tmp_image).unlink(missing_ok=True)
+    return path
+
+
+def read_record(path) -> dict:
+    """The record of an image written by :func:`save_image_with_record`, checked against the image."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    record_path = Path(f"{path}.json")
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as e:
+        raise RestoreAgentError(f"{record_path}: cannot read the record ({e})") from None
+    want = record.get("image_sha256")
+    if want is not None and want != hashlib.sha256(path.read_bytes()).hexdigest():
+        raise RestoreAgentError(f"{record_path}: the record is not the image's (written by another run)")
+    return record
+
+
+def _temp_copy(path: Path, data: bytes) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+class _folder_lock:
+    """An exclusive advisory lock on a folder (flock on its descriptor; a no-op where there is none)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self.fd = os.open(self.folder, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+        return False
