@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import logging
 import os
 from collections.abc import Callable
 from importlib import resources
@@ -117,7 +118,20 @@ def tools_for_task(task: str) -> list[str]:
     if task not in TASKS:
         raise UnknownNameError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     every = os.environ.get("RESTOREAGENT_ALL_TOOLS") == "1"
-    return [s.name for s in available_tools(task) if s.candidate or every]
+    names = []
+    for s in list_specs(task):
+        missing = s.missing
+        if not missing:
+            if s.candidate or every:
+                names.append(s.name)
+        elif s.kind == "hub" and s.name not in _WARNED and any("sha256" in m for m in missing):
+            _WARNED.add(s.name)  # a damaged download is skipped, loudly, rather than abort a whole job
+            log.warning("tool %s skipped: %s", s.name, "; ".join(missing))
+    return names
+
+
+_WARNED: set[str] = set()
+log = logging.getLogger("restoreagent")
 
 
 def spec(name: str) -> ToolSpec:
