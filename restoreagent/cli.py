@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from .assess import add_assess_parser
     from .labeling.cli import add_dataset_parser, add_label_parser
     from .perception.cli import add_detect_parser
     from .planners.vlm.extend import add_planner_parser
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tools,
         _add_plan,
         add_detect_parser,
+        add_assess_parser,
         _add_run,
         _add_bench,
         _add_job,
