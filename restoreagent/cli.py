@@ -121,7 +121,8 @@ def _add_run(sub):
     p.add_argument(
         "--quality-check",
         metavar="CHECKS",
-        help="with --stepwise: no-reference checks that roll back a step that made the image worse; a comma "
+        help="with --auto: no-reference checks that roll back a step that made the image worse (one-shot: the "
+        "step is skipped; a brightening step that reveals noise is followed by a matched denoiser); a comma "
         "list of noise, exposure, piqe, or none (default: noise,exposure: deblurring, super-resolution, "
         "denoising, deJPEG and deraining steps must not add noise, brightening must not move the mean "
         "brightness away from mid-grey; each rejected no step that raised PSNR on the test photos and "
@@ -147,8 +148,8 @@ def cmd_run(args) -> int:
     _check_jpeg_quality(args)
     if args.plan is not None and not args.plan.strip():
         raise RestoreAgentError('--plan is empty; give steps (e.g. "denoise:dct_low") or "--plan none"')
-    if args.quality_check is not None and not args.stepwise:
-        raise RestoreAgentError("--quality-check needs --auto --stepwise")
+    if args.quality_check is not None and not args.auto:
+        raise RestoreAgentError("--quality-check needs --auto")
     checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
     resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
     image, info = load_photo(args.input)
