@@ -18,6 +18,7 @@ from ..catalog.spec import KINDS, ToolSpec, weights_path
 from ..errors import UnknownNameError, by_name
 from ..tasks import PHYSICAL_TASK_ORDER, TASKS
 from ..zoo.models import hub_tool_specs
+from .tiling import WHOLE_IMAGE_ESTIMATES, classical_tile, needs_tiling, run_tiled
 
 
 def import_ref(ref: str) -> Callable:
@@ -43,7 +44,14 @@ class Tool:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"tool {self.name}: expected an (H, W, 3) image, got shape {image.shape}")
-        out = self._fn(np.ascontiguousarray(image, dtype=np.float32))
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        tile = classical_tile() if self.spec.kind == "classical" else 0
+        if needs_tiling(image.shape, tile):  # bounded memory on large photos (restoreagent.tools.tiling)
+            estimate = WHOLE_IMAGE_ESTIMATES.get(self.spec.function or "")
+            fixed = estimate(image, **self.spec.params) if estimate else {}
+            out = run_tiled(functools.partial(self._fn, **fixed), image, tile)
+        else:
+            out = self._fn(image)
         out = np.asarray(out, dtype=np.float32)
         if out.shape != image.shape:
             raise RuntimeError(f"tool {self.name} returned shape {out.shape} for input {image.shape}")
