@@ -265,3 +265,71 @@ def test_empty_plan_text_is_an_error(tmp_path, astronaut_png, capsys):
     assert not (tmp_path / "o.png").exists()
     assert main(["run", str(astronaut_png), "-o", str(tmp_path / "o.png"), "--plan", "none"]) == 0
     assert "the empty plan" in capsys.readouterr().out
+
+
+# --- 6. memory bounded by tiling for every tool, classical ones included --------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_600():
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (624, 576)).astype(np.float32) / 255
+    rng = np.random.default_rng(0)
+    return np.clip(img + rng.normal(0, 15 / 255, img.shape), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["dct_mid", "gamma_mid", "dcp_dense", "dejpeg_mild", "ibp_x3", "derain_light", "defocus_small"])
+def test_classical_tools_tiled_match_the_whole_photo(photo_600, monkeypatch, name):
+    from restoreagent.tools.registry import get_tool
+
+    tool = get_tool(name)
+    monkeypatch.setenv("RESTOREAGENT_CLASSICAL_TILE", "0")
+    whole = tool(photo_600)
+    monkeypatch.setenv("RESTOREAGENT_CLASSICAL_TILE", "240")  # 3 x 3 tiles
+    tiled = tool(photo_600)
+    psnr = 10 * np.log10(1 / np.mean((whole - tiled) ** 2))
+    assert psnr > 40, f"{name}: tiled differs from the whole photo ({psnr:.1f} dB)"
+
+
+def test_tiling_bounds_a_classical_tools_memory(photo_600, monkeypatch):
+    import tracemalloc
+
+    from restoreagent.tools.registry import get_tool
+
+    big = np.tile(photo_600, (2, 2, 1))  # 1152 x 1248
+    tool = get_tool("dct_low")
+
+    def peak(tile):
+        monkeypatch.setenv("RESTOREAGENT_CLASSICAL_TILE", str(tile))
+        tracemalloc.start()
+        tool(big)
+        used = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return used
+
+    assert peak(288) < 0.5 * peak(0)
+
+
+def test_bad_classical_tile_setting_is_one_line(astronaut_png, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RESTOREAGENT_CLASSICAL_TILE", "ten")
+    assert main(["run", str(astronaut_png), "-o", str(tmp_path / "o.png"), "--plan", "denoise:dct_low"]) == 2
+    one_line_error(capsys, "RESTOREAGENT_CLASSICAL_TILE")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dct_mid", "motion_long", "unet_denoise_mid"])
+def test_24_megapixel_photo_stays_under_3_gb(name):
+    """The budget of issue 13: at most 3 GB peak (the whole process) for a 24 MP photo."""
+    import subprocess
+    import sys
+
+    child = (
+        "import resource, numpy as np\n"
+        "from restoreagent.tools.registry import get_tool\n"
+        f"get_tool({name!r})(np.random.default_rng(0).random((4000, 6000, 3), dtype=np.float32))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=1800, check=True)
+    assert int(res.stdout.split()[-1]) / 1024 / 1024 <= 3.0
