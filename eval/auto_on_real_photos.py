@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 nice python eval/auto_on_real_photos.py \
         ../shared/data/images/real_dev/rni15_noise ../shared/data/images/real_dev/lime_lowlight \
         --out docs/img/real_photos_auto.png
+    (add --quality-check none for the plans as the planner gives them, --stepwise for `run --auto --stepwise`)
 
 Each photo goes through :func:`restoreagent.agent.restore_auto` exactly as `restoreagent run PHOTO
 --auto` does (``--stepwise`` for `run --auto --stepwise`), on the full photo. The no-reference
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from restoreagent.agent import restore_auto
 from restoreagent.imageio import list_images, load_image, to_uint8
 from restoreagent.planners import get_planner
-from restoreagent.quality import QUALITY_CHECKS, exposure_error, noise_level, piqe
+from restoreagent.quality import DEFAULT_QUALITY_CHECK, QUALITY_CHECKS, exposure_error, noise_level, piqe
 
 MEASURES = {"noise": noise_level, "exposure": exposure_error, "piqe": piqe}
 
@@ -56,14 +57,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+")
     ap.add_argument("--stepwise", action="store_true", help="as `run --auto --stepwise` (default quality checks)")
+    ap.add_argument("--quality-check", default=DEFAULT_QUALITY_CHECK,
+                    help="as `run --auto --quality-check` ('none': the plan as the planner gave it, the behaviour before issue 13)")
     ap.add_argument("--limit", type=int, default=0, help="photos per folder (0: all)")
     ap.add_argument("--max-side", type=int, default=256, help="cell size of the sheet (restoration runs on the full photo)")
     ap.add_argument("--cache", default="runs/auto_on_real_photos", help="per-photo results (resume)")
     ap.add_argument("--out", required=True, help="the sheet (PNG); OUT.json and OUT.md beside it")
     args = ap.parse_args(argv)
     planner = get_planner("vlm")
-    mode = "stepwise" if args.stepwise else "one-shot"
-    cache = Path(args.cache) / mode
+    mode = ("stepwise" if args.stepwise else "one-shot") + f", checks {args.quality_check}"
+    cache = Path(args.cache) / mode.replace(", checks ", "__").replace(",", "+")
     cache.mkdir(parents=True, exist_ok=True)
     photos = [p for f in args.folders for p in (list_images(f)[: args.limit] if args.limit else list_images(f))]
     rows, cells = [], []
@@ -76,7 +79,7 @@ def main(argv=None):
             restored = load_image(out_png)
         else:
             t0 = time.perf_counter()
-            restored, report = restore_auto(image, planner=planner, stepwise=args.stepwise)
+            restored, report = restore_auto(image, planner=planner, stepwise=args.stepwise, quality_check=args.quality_check)
             seconds = time.perf_counter() - t0
             kept = [f"{s['task']}:{s['tool']}" for s in report["steps"] if s.get("kept", True)]
             row = {
