@@ -216,3 +216,26 @@ def test_pixel_limit_follows_the_environment_not_pillows(tmp_path, monkeypatch):
     monkeypatch.setenv("RESTOREAGENT_MAX_PIXELS", "abc")
     with pytest.raises(RestoreAgentError, match="RESTOREAGENT_MAX_PIXELS='abc'"):
         load_image(tmp_path / "p.png")
+
+
+def test_run_command_keeps_16_bits_icc_and_exif(tmp_path):
+    import cv2
+
+    from restoreagent.cli import main
+    from restoreagent.imageio import PhotoInfo
+
+    rgb = (np.random.default_rng(3).random((40, 48, 3)) * 65535).astype(np.uint16)
+    icc = _srgb_profile()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = save_image(rgb / 65535.0, tmp_path / "in.png", info=PhotoInfo(16, icc, exif.tobytes()))
+    out = tmp_path / "out.png"
+    assert main(["run", str(src), "-o", str(out), "--plan", "brighten:gamma_mild"]) == 0
+    raw = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and len(np.unique(raw)) > 256  # not 8 bits in a 16-bit file
+    with Image.open(out) as im:
+        assert im.info["icc_profile"] == icc and im.getexif()[0x010F] == "TestCam"
+    jpg = tmp_path / "out.jpg"
+    assert main(["run", str(src), "-o", str(jpg), "--plan", "none", "--jpeg-quality", "40"]) == 0
+    with Image.open(jpg) as im:
+        assert im.info["icc_profile"] == icc and im.getexif()[0x010F] == "TestCam"
