@@ -5,8 +5,9 @@
     VLMPlanner("HuggingFaceTB/SmolVLM-256M-Instruct", adapter="runs/planner/y/final/adapter")
 
 The prompt is :func:`restoreagent.dialogue.prompt` in the model's chat template, with the planner
-view of the image (:mod:`.view`). Decoding is greedy and constrained by :mod:`.grammar`, so the
-answer always parses and only names tools that are installed now.
+view of the image (:mod:`.view`). Decoding is greedy (beam search for several answers:
+:meth:`VLMPlanner.generate_texts`) and constrained by :mod:`.grammar`, so the answer always parses
+and only names tools that are installed now.
 """
 
 from __future__ import annotations
@@ -318,6 +319,57 @@ class VLMPlanner:
         self.last_text = text.strip()
         self.last_seconds = time.perf_counter() - t0
         return self.last_text
+
+    def generate_texts(self, image, history: History | None = None, k: int = 4) -> list[str]:
+        """Up to ``k`` distinct constrained answers, best first (beam search, ``k`` beams).
+
+        The answers "not satisfied? the next plan" offers (:meth:`restoreagent.Agent.alternatives`):
+        beams are ranked by the model's total log-probability, so the first is usually the greedy
+        answer. Beams that spell the same text in different tokens are merged.
+        """
+        import torch
+
+        if k < 1:
+            raise RestoreAgentError(f"k must be at least 1, got {k}")
+        enc = self.inputs(image, history)
+        n = enc["input_ids"].shape[1]
+        prefix = self.forced_prefix(image, history, enc)
+        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+        if hasattr(tower, "reuse_once"):  # beams expand pixel_values: the tower runs once on the copies
+            tower.reuse_once(None)
+        if prefix:
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
+            enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
+            enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ids)], dim=1)
+        grammar = self.grammar(history)
+        con = self.constraint(grammar)
+        pad = self.tokenizer.pad_token_id
+        beams = max(k, 2)  # one beam is greedy search, which returns one answer
+        with (
+            _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
+            torch.inference_mode(),
+        ):
+            out = self.net.generate(
+                **enc,
+                do_sample=False,
+                num_beams=beams,
+                num_return_sequences=beams,
+                early_stopping=True,
+                max_new_tokens=self.max_new_tokens or grammar.max_chars() + 2,
+                eos_token_id=self.eos_ids,
+                pad_token_id=pad if pad is not None else self.eos_ids[0],
+                logits_processor=[make_logits_processor(con, n)],
+            )
+        texts: list[str] = []
+        for row in out[:, n:].tolist():
+            text = con.text(row).strip()
+            if grammar.accepts(text) and text not in texts:
+                texts.append(text)
+        return texts[:k]
+
+    def plan_candidates(self, request, k: int = 4) -> list[Answer]:
+        """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
+        return [parse_answer(t, check_tools=self.tools is None) for t in self.generate_texts(request.image, request.history, k)]
 
     def plan(self, request) -> Answer:
         text = self.generate_text(request.image, request.history)
