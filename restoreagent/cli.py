@@ -210,11 +210,10 @@ def cmd_run(args) -> int:
 
 
 def _is_single(args) -> bool:
-    """One input file and an output file name: the single-image form of ``run``."""
-    from .imageio import SAVE_FORMATS
-
+    """The single-image form of ``run``: one input file, and -o is not a folder (an existing one,
+    or a name without an extension)."""
     out = Path(args.output)
-    return len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir() and out.suffix.lower() in SAVE_FORMATS and not out.is_dir()
+    return len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir() and not out.is_dir() and bool(out.suffix)
 
 
 def _restore_kwargs(args) -> dict:

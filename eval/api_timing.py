@@ -1,0 +1,106 @@
+"""Timings behind docs/api.md: Agent.restore per photo, a folder run, and --alternatives.
+
+    python eval/api_timing.py --images ../shared/data/images/urban100_crops ../shared/data/images/sun_hays80 \
+        --n 100 --work /tmp/api_timing --out docs/api_timing.json
+
+1. Makes ``n`` 512x512 test photos (centre crops of the given folders' photos, each with 1-2 random
+   degradations of the generator, seeded), once, in WORK/photos (resumable: existing files are kept).
+2. ``single``: one Agent (the shipped planner) restores each photo with ``restore(path)`` after
+   loading; the per-photo times (file decode included) and their sum.
+3. ``folder``: the command ``restoreagent run WORK/photos -o WORK/out --auto`` end to end (wall clock,
+   a fresh process: imports and model loading included), compared with that sum.
+4. ``alternatives``: on the first ``--alt-photos`` photos, the commands ``run PHOTO --auto`` and
+   ``run PHOTO --auto --alternatives 4`` (wall clock, median of ``--repeats``), and whether the 4
+   plans are distinct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def make_photos(folders, n: int, work: Path, size: int = 512) -> list[Path]:
+    from restoreagent.degradations import degrade
+    from restoreagent.imageio import center_crop, list_images, load_image, save_image
+
+    out_dir = work / "photos"
+    files = [f for f in list_images(folders) if min(load_image(f).shape[:2]) >= size][:n]
+    paths = []
+    for i, f in enumerate(files):
+        target = out_dir / f"{i:03d}_{f.stem}.png"
+        if not target.exists():
+            image, _ = degrade(center_crop(load_image(f), size), k=1 + i % 2, seed=i)
+            save_image(image, target)
+        paths.append(target)
+    return paths
+
+
+def command(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "restoreagent.cli", *args], check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", nargs="+", required=True, help="folders of photos at least 512 px on each side")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--work", required=True, help="scratch folder (test photos, outputs)")
+    ap.add_argument("--out", required=True, help="the JSON results")
+    ap.add_argument("--alt-photos", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["single", "folder", "alternatives"])
+    args = ap.parse_args()
+    work = Path(args.work)
+    photos = make_photos(args.images, args.n, work)
+    res = {"photos": len(photos), "size": 512, "threads": os.environ.get("OMP_NUM_THREADS", "all"), "cpus": os.cpu_count()}
+    if "single" not in args.skip:
+        from restoreagent import Agent
+
+        agent = Agent(device="cpu")
+        agent.restore(photos[0])  # loads the planner, detector and the tools it uses
+        times, plans = [], []
+        for p in photos:
+            t0 = time.perf_counter()
+            r = agent.restore(p)
+            times.append(time.perf_counter() - t0)
+            plans.append(r.plan.text())
+        res["single"] = {"sum_s": round(sum(times), 2), "median_s": round(statistics.median(times), 3),
+                         "max_s": round(max(times), 3), "plans": len(set(plans))}
+        print(res["single"], flush=True)
+    if "folder" not in args.skip:
+        shutil.rmtree(work / "out", ignore_errors=True)
+        wall = command(["run", str(work / "photos"), "-o", str(work / "out"), "--auto"])
+        res["folder"] = {"wall_s": round(wall, 2)}
+        if "single" in res:
+            res["folder"]["ratio_to_single_sum"] = round(wall / res["single"]["sum_s"], 3)
+        print(res["folder"], flush=True)
+    if "alternatives" not in args.skip:
+        rows = []
+        for p in photos[: args.alt_photos]:
+            auto = [command(["run", str(p), "-o", str(work / "auto.png"), "--auto"]) for _ in range(args.repeats)]
+            alts = [command(["run", str(p), "-o", str(work / "alt.png"), "--auto", "--alternatives", "4", "--json"])
+                    for _ in range(args.repeats)]
+            out = subprocess.run([sys.executable, "-m", "restoreagent.cli", "run", str(p), "-o", str(work / "alt.png"),
+                                  "--auto", "--alternatives", "4", "--json"], check=True, capture_output=True, text=True).stdout
+            plans = [a["plan"]["text"] for a in json.loads(out)["alternatives"]]
+            rows.append({"photo": p.name, "auto_s": round(statistics.median(auto), 2),
+                         "alternatives4_s": round(statistics.median(alts), 2),
+                         "ratio": round(statistics.median(alts) / statistics.median(auto), 2),
+                         "distinct_plans": len(set(plans)), "plans": plans})
+            print(rows[-1], flush=True)
+        res["alternatives"] = rows
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
