@@ -321,16 +321,23 @@ class VLMPlanner:
         return self.last_text
 
     def generate_texts(self, image, history: History | None = None, k: int = 4) -> list[str]:
-        """Up to ``k`` distinct constrained answers, best first (beam search, ``k`` beams).
+        """Up to ``k`` distinct constrained answers, best first (beam search with ``k`` beams).
 
         The answers "not satisfied? the next plan" offers (:meth:`restoreagent.Agent.alternatives`):
         beams are ranked by the model's total log-probability, so the first is usually the greedy
         answer. Beams that spell the same text in different tokens are merged.
         """
-        import torch
 
         if k < 1:
             raise RestoreAgentError(f"k must be at least 1, got {k}")
+        texts = self._beam_texts(image, history, max(k, 2))  # one beam would be greedy search: one answer
+        if len(texts) < k:  # beams that spelled one answer twice: search wider once
+            texts = self._beam_texts(image, history, 2 * k)
+        return texts[:k]
+
+    def _beam_texts(self, image, history: History | None, beams: int) -> list[str]:
+        import torch
+
         enc = self.inputs(image, history)
         n = enc["input_ids"].shape[1]
         prefix = self.forced_prefix(image, history, enc)
@@ -344,7 +351,6 @@ class VLMPlanner:
         grammar = self.grammar(history)
         con = self.constraint(grammar)
         pad = self.tokenizer.pad_token_id
-        beams = max(k, 2)  # one beam is greedy search, which returns one answer
         with (
             _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
             torch.inference_mode(),
@@ -365,7 +371,7 @@ class VLMPlanner:
             text = con.text(row).strip()
             if grammar.accepts(text) and text not in texts:
                 texts.append(text)
-        return texts[:k]
+        return texts
 
     def plan_candidates(self, request, k: int = 4) -> list[Answer]:
         """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
