@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -73,27 +74,14 @@ def run_folder(agent, args) -> int:
         check_output_path(target, inp)
     kwargs = {"plan": "auto", "stepwise": args.stepwise, "quality_check": args.checks} if args.auto else {"plan": args.plan}
     rows, failed, t0 = [], 0, time.perf_counter()
-    bar = tqdm(pairs, desc="restore", unit="image", file=sys.stderr, disable=None)
-    for inp, target in bar:
-        report_path = Path(f"{target}.json")
-        if not args.overwrite and target.is_file() and report_path.is_file():
-            rows.append(_row(inp, target, "done before", _read(report_path)))
-            continue
-        try:
-            steps = Path(args.save_steps) / target.relative_to(outdir).with_suffix("") if args.save_steps else None
-            result = agent.restore(load_image(inp), save_steps=steps, **kwargs)
-            result.source = str(inp)
-            result.save(target, quality=args.quality)
-            report = {"input": str(inp), "output": str(target), **{k: v for k, v in result.report.items() if k != "input"}}
-            atomic_write_text(report_path, json.dumps(report, indent=2))
-            rows.append(_row(inp, target, "restored", report))
-        except (RestoreAgentError, MemoryError, OSError) as e:
-            failed += 1
-            msg = str(e) if str(inp) in str(e) else f"{inp}: {e}"
-            if isinstance(e, MemoryError):
-                msg = f"{inp}: out of memory"
-            tqdm.write(f"restoreagent: error: {msg}", file=sys.stderr)
-            rows.append(_row(inp, target, "failed", {"error": msg}))
+    logger = logging.getLogger("restoreagent")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))  # the progress bar, not every step of every image
+    try:
+        for inp, target in tqdm(pairs, desc="restore", unit="image", file=sys.stderr, disable=None):
+            failed += _restore_one(agent, args, inp, target, outdir, kwargs, rows)
+    finally:
+        logger.setLevel(level)
     summary = {
         "images": len(rows),
         "restored": sum(r["status"] == "restored" for r in rows),
@@ -140,3 +128,27 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _restore_one(agent, args, inp: Path, target: Path, outdir: Path, kwargs: dict, rows: list) -> int:
+    """Restore one image of a folder run into ``target`` (with its report); 1 if it failed."""
+    from tqdm.auto import tqdm
+
+    report_path = Path(f"{target}.json")
+    if not args.overwrite and target.is_file() and report_path.is_file():
+        rows.append(_row(inp, target, "done before", _read(report_path)))
+        return 0
+    try:
+        steps = Path(args.save_steps) / target.relative_to(outdir).with_suffix("") if args.save_steps else None
+        result = agent.restore(load_image(inp), save_steps=steps, **kwargs)
+        result.source = str(inp)
+        result.save(target, quality=args.quality)
+        report = {"input": str(inp), "output": str(target), **{k: v for k, v in result.report.items() if k != "input"}}
+        atomic_write_text(report_path, json.dumps(report, indent=2))
+        rows.append(_row(inp, target, "restored", report))
+        return 0
+    except (RestoreAgentError, MemoryError, OSError) as e:
+        msg = f"{inp}: out of memory" if isinstance(e, MemoryError) else (str(e) if str(inp) in str(e) else f"{inp}: {e}")
+        tqdm.write(f"restoreagent: error: {msg}", file=sys.stderr)
+        rows.append(_row(inp, target, "failed", {"error": msg}))
+        return 1
