@@ -67,14 +67,20 @@ def main() -> None:
 
         agent = Agent(device="cpu")
         agent.restore(photos[0])  # loads the planner, detector and the tools it uses
-        times, plans = [], []
+        times, plans, tools, steps = [], [], [], []
         for p in photos:
             t0 = time.perf_counter()
             r = agent.restore(p)
             times.append(time.perf_counter() - t0)
             plans.append(r.plan.text())
+            tools.append(sum(s["seconds"] for s in r.steps))
+            steps.append(len(r.steps))
+        # where the time goes: the tools' share; the rest is decoding the file and planning
         res["single"] = {"sum_s": round(sum(times), 2), "median_s": round(statistics.median(times), 3),
-                         "max_s": round(max(times), 3), "plans": len(set(plans))}
+                         "max_s": round(max(times), 3), "plans": len(set(plans)),
+                         "median_tools_s": round(statistics.median(tools), 3),
+                         "median_rest_s": round(statistics.median(t - u for t, u in zip(times, tools)), 3),
+                         "median_steps": statistics.median(steps)}
         print(res["single"], flush=True)
     if "folder" not in args.skip:
         shutil.rmtree(work / "out", ignore_errors=True)

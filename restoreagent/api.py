@@ -208,18 +208,20 @@ class Agent:
         return PlanRequest(image=image, history=history, degradations=degradations)
 
     def plans(self, image, k: int = 4) -> list[Answer]:
-        """Up to ``k`` distinct answers, best first: the planner's beam search (the shipped VLM),
-        with the ``fixed+detect`` recipe's plan as a candidate when it is not among them."""
+        """Up to ``k`` answers with distinct plans: the planner's own answer, then its beam search's
+        next best (the VLM planners), with the ``fixed+detect`` recipe's plan in second place when
+        it is not among them."""
         image, _ = _as_image(image)
         if k < 1:
             raise RestoreAgentError(f"k must be at least 1, got {k}")
         with self._lock:
             planner = self.planner
             request = self._request(image)
-            if hasattr(planner, "plan_candidates"):
-                answers = planner.plan_candidates(request, k)
-            else:
-                answers = [planner.plan(request)]
+            answers = [planner.plan(request)]  # the planner's own answer comes first
+            if hasattr(planner, "plan_candidates") and k > 1:
+                for a in planner.plan_candidates(request, k + 1):
+                    if all(a.plan != b.plan for b in answers):
+                        answers.append(a)
             if self.planner_name != "fixed+detect":
                 from .planners import get_planner
 

@@ -341,33 +341,42 @@ class VLMPlanner:
         enc = self.inputs(image, history)
         n = enc["input_ids"].shape[1]
         prefix = self.forced_prefix(image, history, enc)
-        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
-        if hasattr(tower, "reuse_once"):  # beams expand pixel_values: the tower runs once on the copies
-            tower.reuse_once(None)
         if prefix:
             ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
             enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
             enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ids)], dim=1)
         grammar = self.grammar(history)
         con = self.constraint(grammar)
-        pad = self.tokenizer.pad_token_id
-        with (
-            _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
-            torch.inference_mode(),
-        ):
-            out = self.net.generate(
-                **enc,
-                do_sample=False,
-                num_beams=beams,
-                num_return_sequences=beams,
-                early_stopping=True,
-                max_new_tokens=self.max_new_tokens or grammar.max_chars() + 2,
-                eos_token_id=self.eos_ids,
-                pad_token_id=pad if pad is not None else self.eos_ids[0],
-                logits_processor=[make_logits_processor(con, n)],
-            )
+        max_new = self.max_new_tokens or grammar.max_chars() + 2
+        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+        try:
+            with (
+                _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
+                torch.inference_mode(),
+            ):
+                if hasattr(self.net, "select_past"):  # a model whose forward() takes and returns a cache (lean)
+                    rows = beam_search(self.net, enc, n, con, beams, max_new)
+                else:  # transformers
+                    if hasattr(tower, "reuse_once"):  # beams expand pixel_values: the tower runs on the copies
+                        tower.reuse_once(None)
+                    pad = self.tokenizer.pad_token_id
+                    out = self.net.generate(
+                        **enc,
+                        do_sample=False,
+                        num_beams=beams,
+                        num_return_sequences=beams,
+                        early_stopping=True,
+                        max_new_tokens=max_new,
+                        eos_token_id=self.eos_ids,
+                        pad_token_id=pad if pad is not None else self.eos_ids[0],
+                        logits_processor=[make_logits_processor(con, n)],
+                    )
+                    rows = out[:, n:].tolist()
+        finally:
+            if hasattr(tower, "reuse_once"):
+                tower.reuse_once(None)
         texts: list[str] = []
-        for row in out[:, n:].tolist():
+        for row in rows:
             text = con.text(row).strip()
             if grammar.accepts(text) and text not in texts:
                 texts.append(text)
@@ -385,3 +394,50 @@ class VLMPlanner:
             raise PlanError(
                 f"the VLM planner ({self.source}) answered something that does not parse: {e}"
             ) from None
+
+
+def beam_search(net, enc, prompt_length: int, constraint: TokenConstraint, beams: int, max_new_tokens: int) -> list[list[int]]:
+    """Constrained beam search on a model whose ``forward(input_ids, pixel_values=, past=)`` returns
+    ``(logits, past)`` and whose ``select_past(past, index)`` picks cache rows (the lean path).
+
+    As ``transformers``' beam search: a beam's score is its tokens' log-probabilities under the
+    model (the grammar masks tokens, it does not renormalise), a finished answer is ranked by that
+    sum divided by its length, and the search stops once ``beams`` answers are finished. Returns
+    the generated ids after ``prompt_length`` (forced words included), best first.
+    """
+    import torch
+
+    eos = set(constraint.eos_ids)
+    ids = enc["input_ids"]
+    forced = tuple(ids[0, prompt_length:].tolist())  # words written for the model (the detector's set)
+    logits, past = net(ids, pixel_values=enc.get("pixel_values"))
+    live: list[tuple[tuple[int, ...], float]] = [(forced, 0.0)]
+    finished: list[tuple[float, tuple[int, ...]]] = []
+    last = logits[:, -1, :]
+    for _ in range(max_new_tokens):
+        logp = torch.log_softmax(last.float(), dim=-1)
+        cands = []
+        for b, (seq, score) in enumerate(live):
+            allowed = list(constraint.allowed_after(seq) or constraint.eos_ids)
+            vals = logp[b, allowed]
+            top = torch.topk(vals, min(2 * beams, len(allowed)))
+            cands += [(score + v, b, allowed[i]) for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        cands.sort(key=lambda c: -c[0])
+        nxt = []
+        for score, b, tok in cands:
+            seq = live[b][0] + (tok,)
+            if tok in eos:
+                finished.append((score / (len(seq) - len(forced)), seq))
+            else:
+                nxt.append((seq, score, b))
+            if len(nxt) == beams:
+                break
+        if len(finished) >= beams or not nxt:
+            break
+        past = net.select_past(past, torch.tensor([b for _, _, b in nxt], device=last.device))
+        step = torch.tensor([[seq[-1]] for seq, _, _ in nxt], device=last.device)
+        logits, past = net(step, past=past)
+        last = logits[:, -1, :]
+        live = [(seq, score) for seq, score, _ in nxt]
+    finished.sort(key=lambda f: -f[0])
+    return [list(seq) for _, seq in finished[:beams]]
