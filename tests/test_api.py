@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from restoreagent import Agent, Result
+from restoreagent import Agent
+from restoreagent.api import Result
 from restoreagent.api import contact_sheet
 from restoreagent.degradations import degrade
 from restoreagent.dialogue import parse_answer
