@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from restoreagent import Agent
-from restoreagent.api import Result
-from restoreagent.api import contact_sheet
+from restoreagent.api import Result, contact_sheet
 from restoreagent.degradations import degrade
 from restoreagent.dialogue import parse_answer
 from restoreagent.errors import ImageError, RestoreAgentError
