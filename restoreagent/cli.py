@@ -172,7 +172,7 @@ def _add_run(sub):
     p.add_argument("--pick", type=int, metavar="N", help="with --alternatives: execute and keep only the Nth plan (in OUT)")
     p.add_argument("--overwrite", action="store_true", help="folders: redo outputs that are already done")
     p.add_argument("--ext", metavar="EXT", help="folders: the outputs' format (png, jpg, ...; default: the input's)")
-    p.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG/WebP output quality (default 95)")
+    p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="quality of a JPEG/WebP output, 1-100 (default 95)")
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR (folders: DIR/NAME/)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     add_agent_arguments(p)
@@ -186,8 +186,8 @@ def cmd_run(args) -> int:
         raise RestoreAgentError("--quality-check needs --auto --stepwise")
     if args.stepwise and not args.auto:
         raise RestoreAgentError("--stepwise needs --auto")
-    if not 1 <= args.quality <= 100:
-        raise RestoreAgentError(f"--quality must be between 1 and 100, got {args.quality}")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise RestoreAgentError(f"--jpeg-quality must be between 1 and 100, got {args.jpeg_quality}")
     args.checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
     resolve_quality_checks(args.checks)  # an unknown name fails before anything is loaded
     if args.plan is not None:
@@ -230,7 +230,7 @@ def _run_one(args) -> int:
     image = load_image(inp)
     result = make_agent(args).restore(image, save_steps=args.save_steps, **_restore_kwargs(args))
     result.source = str(inp)
-    result.save(out, quality=args.quality)
+    result.save(out, quality=args.jpeg_quality)
     report = {"input": str(inp), "output": str(out), **{k: v for k, v in result.report.items() if k != "input"}}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -259,13 +259,13 @@ def _run_alternatives(args) -> int:
     results = agent.alternatives(image, k=k, only=pick)
     if pick is not None:
         chosen = results[0]
-        chosen.save(out, quality=args.quality)
+        chosen.save(out, quality=args.jpeg_quality)
         report = {"input": str(inp), "output": str(out), **chosen.report}
         print(json.dumps(report, indent=2) if args.json else f"wrote {out}: plan {pick} ({chosen.plan.text()})")
         return 0
-    results[0].save(out, quality=args.quality)
+    results[0].save(out, quality=args.jpeg_quality)
     for r, path in zip(results, alt_paths):
-        r.save(path, quality=args.quality)
+        r.save(path, quality=args.jpeg_quality)
         r.report["output"] = str(path)
     contact_sheet(image, results, sheet)
     if args.json:

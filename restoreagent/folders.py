@@ -63,7 +63,7 @@ def plan_outputs(inputs, outdir, ext: str | None = None) -> list[tuple[Path, Pat
 
 def run_folder(agent, args) -> int:
     """The folder form of ``run`` (args: inputs, output, auto/plan/stepwise/checks, overwrite, ext,
-    quality, save_steps, json)."""
+    jpeg_quality, save_steps, json)."""
     from tqdm.auto import tqdm
 
     outdir = Path(args.output)
@@ -142,7 +142,7 @@ def _restore_one(agent, args, inp: Path, target: Path, outdir: Path, kwargs: dic
         steps = Path(args.save_steps) / target.relative_to(outdir).with_suffix("") if args.save_steps else None
         result = agent.restore(load_image(inp), save_steps=steps, **kwargs)
         result.source = str(inp)
-        result.save(target, quality=args.quality)
+        result.save(target, quality=args.jpeg_quality)
         report = {"input": str(inp), "output": str(target), **{k: v for k, v in result.report.items() if k != "input"}}
         atomic_write_text(report_path, json.dumps(report, indent=2))
         rows.append(_row(inp, target, "restored", report))

@@ -158,7 +158,7 @@ def test_run_several_files_to_a_folder_and_flag_errors(tmp_path, astronaut_png, 
         (["--plan", "none", "--pick", "1"], "--pick needs --alternatives"),
         (["--auto", "--alternatives", "2"], "--alternatives takes one input image"),
         (["--plan", "none", "--tile", "-3"], "--tile must be 0"),
-        (["--plan", "none", "--quality", "0"], "--quality must be between 1 and 100"),
+        (["--plan", "none", "--jpeg-quality", "0"], "--jpeg-quality must be between 1 and 100"),
     ):
         assert main(["run", str(astronaut_png), str(other), "-o", str(tmp_path / "o2"), *extra]) == 2
         assert needle in capsys.readouterr().err
