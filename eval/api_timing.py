@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,10 +44,14 @@ def make_photos(folders, n: int, work: Path, size: int = 512) -> list[Path]:
     return paths
 
 
-def command(args: list[str]) -> float:
+def command(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one ``restoreagent`` command in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "restoreagent.cli", *args], check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -67,16 +72,19 @@ def main() -> None:
 
         agent = Agent(device="cpu")
         agent.restore(photos[0])  # loads the planner, detector and the tools it uses
-        times, plans, tools, steps = [], [], [], []
+        times, cpu, plans, tools, steps = [], [], [], [], []
         for p in photos:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r = agent.restore(p)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             plans.append(r.plan.text())
             tools.append(sum(s["seconds"] for s in r.steps))
             steps.append(len(r.steps))
         # where the time goes: the tools' share; the rest is decoding the file and planning
+        # CPU seconds too: on a machine shared with other work, wall clock depends on the neighbours
         res["single"] = {"sum_s": round(sum(times), 2), "median_s": round(statistics.median(times), 3),
+                         "cpu_sum_s": round(sum(cpu), 2), "cpu_median_s": round(statistics.median(cpu), 3),
                          "max_s": round(max(times), 3), "plans": len(set(plans)),
                          "median_tools_s": round(statistics.median(tools), 3),
                          "median_rest_s": round(statistics.median(t - u for t, u in zip(times, tools)), 3),
@@ -84,23 +92,28 @@ def main() -> None:
         print(res["single"], flush=True)
     if "folder" not in args.skip:
         shutil.rmtree(work / "out", ignore_errors=True)
-        wall = command(["run", str(work / "photos"), "-o", str(work / "out"), "--auto"])
-        res["folder"] = {"wall_s": round(wall, 2)}
+        wall, cpu_s = command(["run", str(work / "photos"), "-o", str(work / "out"), "--auto"])
+        res["folder"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu_s, 2)}
         if "single" in res:
             res["folder"]["ratio_to_single_sum"] = round(wall / res["single"]["sum_s"], 3)
+            res["folder"]["cpu_ratio_to_single_sum"] = round(cpu_s / res["single"]["cpu_sum_s"], 3)
         print(res["folder"], flush=True)
     if "alternatives" not in args.skip:
         rows = []
         for p in photos[: args.alt_photos]:
-            auto = [command(["run", str(p), "-o", str(work / "auto.png"), "--auto"]) for _ in range(args.repeats)]
-            alts = [command(["run", str(p), "-o", str(work / "alt.png"), "--auto", "--alternatives", "4", "--json"])
-                    for _ in range(args.repeats)]
+            auto, alts = [], []
+            for _ in range(args.repeats):  # interleaved, so both see the same neighbours
+                auto.append(command(["run", str(p), "-o", str(work / "auto.png"), "--auto"]))
+                alts.append(command(["run", str(p), "-o", str(work / "alt.png"), "--auto", "--alternatives", "4"]))
             out = subprocess.run([sys.executable, "-m", "restoreagent.cli", "run", str(p), "-o", str(work / "alt.png"),
                                   "--auto", "--alternatives", "4", "--json"], check=True, capture_output=True, text=True).stdout
             plans = [a["plan"]["text"] for a in json.loads(out)["alternatives"]]
-            rows.append({"photo": p.name, "auto_s": round(statistics.median(auto), 2),
-                         "alternatives4_s": round(statistics.median(alts), 2),
-                         "ratio": round(statistics.median(alts) / statistics.median(auto), 2),
+            med = {name: [round(statistics.median(x[i] for x in runs), 2) for i in (0, 1)]
+                   for name, runs in (("auto", auto), ("alternatives4", alts))}
+            rows.append({"photo": p.name, "auto_s": med["auto"][0], "alternatives4_s": med["alternatives4"][0],
+                         "ratio": round(med["alternatives4"][0] / med["auto"][0], 2),
+                         "auto_cpu_s": med["auto"][1], "alternatives4_cpu_s": med["alternatives4"][1],
+                         "cpu_ratio": round(med["alternatives4"][1] / med["auto"][1], 2),
                          "distinct_plans": len(set(plans)), "plans": plans})
             print(rows[-1], flush=True)
         res["alternatives"] = rows
