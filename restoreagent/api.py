@@ -237,6 +237,7 @@ class Agent:
         ``plan``: ``None`` or ``"auto"`` (the planner decides), or a plan (``"denoise:dct_mid,
         dejpeg:dejpeg_severe"`` or a :class:`restoreagent.plan.Plan`). ``stepwise``: re-plan after
         every step and roll back harmful steps (``quality_check``: as ``run --quality-check``).
+        An automatic run is :func:`restoreagent.agent.restore_auto` with this Agent's planner and tools.
         ``save_steps``: a folder that keeps every intermediate image.
         """
         image, source = _as_image(image)
@@ -247,14 +248,14 @@ class Agent:
         if stepwise and not auto:
             raise RestoreAgentError("stepwise restoration plans itself: give no plan")
         with self._lock:
-            if stepwise:
+            if auto:  # the agent loop (restoreagent.agent), with this Agent's planner and tools
                 from .agent import restore_auto
                 from .quality import DEFAULT_QUALITY_CHECK
 
                 restored, report = restore_auto(
                     image,
                     planner=_RequestPlanner(self),
-                    stepwise=True,
+                    stepwise=stepwise,
                     save_steps=save_steps,
                     verbose=True,
                     quality_check=DEFAULT_QUALITY_CHECK if quality_check is None else quality_check,
@@ -262,16 +263,10 @@ class Agent:
                 )
                 kept = Plan.of((s["task"], s["tool"]) for s in report["steps"] if s["kept"])
                 return self._result(restored, kept, report, source, t0)
-            answers: list[str] = []
-            if auto:
-                answer = self.planner.plan(self._request(image))
-                log.info("saw: %s; plan: %s", ", ".join(answer.degradations) or "nothing", answer.plan.text())
-                plan, answers = answer.plan, [answer.text()]
-            elif isinstance(plan, str):
+            if isinstance(plan, str):
                 plan = parse_plan(plan)
             restored, report = self._execute(plan, image, save_steps)
-        report = {"mode": "one-shot" if auto else "plan", **({"answers": answers} if auto else {}), **report}
-        return self._result(restored, plan, report, source, t0)
+        return self._result(restored, plan, {"mode": "plan", **report}, source, t0)
 
     def alternatives(self, image, k: int = 4, only: int | None = None) -> list[Result]:
         """The ``k`` best distinct plans (:meth:`plans`), each executed, best first.
