@@ -185,3 +185,12 @@ def test_assess_delegates_to_the_assess_module(noisy_jpeg, astronaut_small):
     else:
         report = agent.assess(noisy_jpeg, ref=astronaut_small)
         assert isinstance(report, dict) and report
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import restoreagent.api
+
+    outcome = doctest.testmod(restoreagent.api)
+    assert outcome.attempted >= 3 and outcome.failed == 0
