@@ -212,12 +212,15 @@ def denoiser_for(sigma: float) -> str | None:
     return min(options, key=lambda t: 0 if options[t][0] <= sigma < options[t][1] else min(abs(sigma - options[t][0]), abs(sigma - options[t][1])))
 
 
-def execute_checked(plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK, save_steps=None, on_step=None):
+def execute_checked(
+    plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK, save_steps=None, on_step=None, step_runner=None
+):
     """Run ``plan`` step by step, skipping the steps a check judges harmful (see above).
 
     Returns ``(image, steps)``: every executed step as a record (index, task, tool, seconds, kept;
     ``rolled_back_by: "quality"`` and the verdicts under ``quality`` as in the stepwise agent; a
     denoising step added after a brightening step has ``added_by: "noise revealed by brighten"``).
+    ``step_runner(image, step) -> (image, seconds)`` runs one step (default: the registry's tools).
     """
     from pathlib import Path
 
@@ -234,7 +237,7 @@ def execute_checked(plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK
     queue = [(step, None) for step in plan]
     while queue:
         step, added_by = queue.pop(0)
-        out, seconds = run_step(current, step)
+        out, seconds = (step_runner or run_step)(current, step)
         rec = {"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": round(seconds, 4), "kept": True}
         if added_by:
             rec["added_by"] = added_by

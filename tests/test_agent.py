@@ -252,7 +252,7 @@ def test_cli_run_stepwise_quality_check_flag(astronaut_png, tmp_path, monkeypatc
         scripts.append(ScriptedPlanner(["saw: noise | plan: denoise:qc_noisy", "saw: none | plan: none"]))
         return scripts[-1]
 
-    monkeypatch.setattr("restoreagent.agent.get_planner", scripted)
+    monkeypatch.setattr("restoreagent.api.Agent._load_planner", lambda self: scripted(self.planner_name))
     base = ["run", str(astronaut_png), "--auto", "--stepwise", "--json"]
 
     def run(*extra, out):

@@ -5,8 +5,9 @@
     VLMPlanner("HuggingFaceTB/SmolVLM-256M-Instruct", adapter="runs/planner/y/final/adapter")
 
 The prompt is :func:`restoreagent.dialogue.prompt` in the model's chat template, with the planner
-view of the image (:mod:`.view`). Decoding is greedy and constrained by :mod:`.grammar`, so the
-answer always parses and only names tools that are installed now.
+view of the image (:mod:`.view`). Decoding is greedy (beam search for several answers:
+:meth:`VLMPlanner.generate_texts`) and constrained by :mod:`.grammar`, so the answer always parses
+and only names tools that are installed now.
 """
 
 from __future__ import annotations
@@ -323,6 +324,72 @@ class VLMPlanner:
         self.last_seconds = time.perf_counter() - t0
         return self.last_text
 
+    def generate_texts(self, image, history: History | None = None, k: int = 4) -> list[str]:
+        """Up to ``k`` distinct constrained answers, best first (beam search with ``k`` beams).
+
+        The answers "not satisfied? the next plan" offers (:meth:`restoreagent.Agent.alternatives`):
+        beams are ranked by the model's total log-probability, so the first is usually the greedy
+        answer. Beams that spell the same text in different tokens are merged.
+        """
+
+        if k < 1:
+            raise RestoreAgentError(f"k must be at least 1, got {k}")
+        texts = self._beam_texts(image, history, max(k, 2))  # one beam would be greedy search: one answer
+        if len(texts) < k:  # beams that spelled one answer twice: search wider once
+            texts = self._beam_texts(image, history, 2 * k)
+        return texts[:k]
+
+    def _beam_texts(self, image, history: History | None, beams: int) -> list[str]:
+        import torch
+
+        enc = self.inputs(image, history)
+        n = enc["input_ids"].shape[1]
+        prefix = self.forced_prefix(image, history, enc)
+        if prefix:
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
+            enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
+            enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ids)], dim=1)
+        grammar = self.grammar(history)
+        con = self.constraint(grammar)
+        max_new = self.max_new_tokens or grammar.max_chars() + 2
+        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+        try:
+            with (
+                _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
+                torch.inference_mode(),
+            ):
+                if hasattr(self.net, "select_past"):  # a model whose forward() takes and returns a cache (lean)
+                    rows = beam_search(self.net, enc, n, con, beams, max_new)
+                else:  # transformers
+                    if hasattr(tower, "reuse_once"):  # beams expand pixel_values: the tower runs on the copies
+                        tower.reuse_once(None)
+                    pad = self.tokenizer.pad_token_id
+                    out = self.net.generate(
+                        **enc,
+                        do_sample=False,
+                        num_beams=beams,
+                        num_return_sequences=beams,
+                        early_stopping=True,
+                        max_new_tokens=max_new,
+                        eos_token_id=self.eos_ids,
+                        pad_token_id=pad if pad is not None else self.eos_ids[0],
+                        logits_processor=[make_logits_processor(con, n)],
+                    )
+                    rows = out[:, n:].tolist()
+        finally:
+            if hasattr(tower, "reuse_once"):
+                tower.reuse_once(None)
+        texts: list[str] = []
+        for row in rows:
+            text = con.text(row).strip()
+            if grammar.accepts(text) and text not in texts:
+                texts.append(text)
+        return texts
+
+    def plan_candidates(self, request, k: int = 4) -> list[Answer]:
+        """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
+        return [parse_answer(t, check_tools=self.tools is None) for t in self.generate_texts(request.image, request.history, k)]
+
     def plan(self, request) -> Answer:
         text = self.generate_text(request.image, request.history)
         try:
@@ -331,3 +398,50 @@ class VLMPlanner:
             raise PlanError(
                 f"the VLM planner ({self.source}) answered something that does not parse: {e}"
             ) from None
+
+
+def beam_search(net, enc, prompt_length: int, constraint: TokenConstraint, beams: int, max_new_tokens: int) -> list[list[int]]:
+    """Constrained beam search on a model whose ``forward(input_ids, pixel_values=, past=)`` returns
+    ``(logits, past)`` and whose ``select_past(past, index)`` picks cache rows (the lean path).
+
+    As ``transformers``' beam search: a beam's score is its tokens' log-probabilities under the
+    model (the grammar masks tokens, it does not renormalise), a finished answer is ranked by that
+    sum divided by its length, and the search stops once ``beams`` answers are finished. Returns
+    the generated ids after ``prompt_length`` (forced words included), best first.
+    """
+    import torch
+
+    eos = set(constraint.eos_ids)
+    ids = enc["input_ids"]
+    forced = tuple(ids[0, prompt_length:].tolist())  # words written for the model (the detector's set)
+    logits, past = net(ids, pixel_values=enc.get("pixel_values"))
+    live: list[tuple[tuple[int, ...], float]] = [(forced, 0.0)]
+    finished: list[tuple[float, tuple[int, ...]]] = []
+    last = logits[:, -1, :]
+    for _ in range(max_new_tokens):
+        logp = torch.log_softmax(last.float(), dim=-1)
+        cands = []
+        for b, (seq, score) in enumerate(live):
+            allowed = list(constraint.allowed_after(seq) or constraint.eos_ids)
+            vals = logp[b, allowed]
+            top = torch.topk(vals, min(2 * beams, len(allowed)))
+            cands += [(score + v, b, allowed[i]) for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        cands.sort(key=lambda c: -c[0])
+        nxt = []
+        for score, b, tok in cands:
+            seq = live[b][0] + (tok,)
+            if tok in eos:
+                finished.append((score / (len(seq) - len(forced)), seq))
+            else:
+                nxt.append((seq, score, b))
+            if len(nxt) == beams:
+                break
+        if len(finished) >= beams or not nxt:
+            break
+        past = net.select_past(past, torch.tensor([b for _, _, b in nxt], device=last.device))
+        step = torch.tensor([[seq[-1]] for seq, _, _ in nxt], device=last.device)
+        logits, past = net(step, past=past)
+        last = logits[:, -1, :]
+        live = [(seq, score) for seq, score, _ in nxt]
+    finished.sort(key=lambda f: -f[0])
+    return [list(seq) for _, seq in finished[:beams]]
