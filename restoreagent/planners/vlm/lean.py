@@ -554,18 +554,25 @@ def load_lean(folder, dtype=None, device="cpu") -> tuple[LeanLlava, LeanProcesso
     cfg = json.loads((folder / "config.json").read_text())
     gen = _read_json(folder / "generation_config.json")
     dt = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
-    model = LeanLlava(cfg, gen)  # (not on the meta device: that imports torch._dynamo, 1 s)
-    state = {_rename(k): v for k, v in load_file(str(folder / "model.safetensors")).items()}
-    if model.lm_head is None:
-        state.pop("lm_head.weight", None)  # tied: the embeddings are the head
-    # the tower runs in float32 (BatchNorm statistics), as the transformers path loads it
-    state = {
-        k: (v.to(torch.float32 if ".vision_tower." in k or k.startswith("model.vision_tower") else dt)
-            if v.is_floating_point() else v)
-        for k, v in state.items()
-    }
-    model.load_state_dict(state, strict=True)
-    model.to(device).eval()
+    # One thread: the many tiny copies below are slower with a thread pool, much slower when the
+    # cores are busy. The weights are assigned, not copied (the module's initial ones are dropped;
+    # building on the meta device instead would import torch._dynamo, ~1 s).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = LeanLlava(cfg, gen)
+        state = {_rename(k): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+        if model.lm_head is None:
+            state.pop("lm_head.weight", None)  # tied: the embeddings are the head
+        # the tower runs in float32 (BatchNorm statistics), as the transformers path loads it
+        state = {
+            k: (v.to(torch.float32 if k.startswith("model.vision_tower.") else dt) if v.is_floating_point() else v)
+            for k, v in state.items()
+        }
+        model.load_state_dict(state, strict=True, assign=True)
+        model.to(device).eval()
+    finally:
+        torch.set_num_threads(threads)
     image_tokens = int(cfg.get("image_seq_length") or 0) or int(cfg["vision_config"].get("grid", 2)) ** 2
     return model, LeanProcessor(folder, image_tokens)
 
