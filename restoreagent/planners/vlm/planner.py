@@ -310,7 +310,10 @@ class VLMPlanner:
         tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
         # the perception tower (transformers' or the lean path's): it has split_tokens and reuse_once
         if hasattr(tower, "split_tokens") and hasattr(tower, "reuse_once") and enc is not None and "pixel_values" in enc:
-            with torch.inference_mode():
+            # the planner's thread count (1 for small models) here too: on 2 busy cores a second
+            # thread made this 40-ms network 8x slower (docs/performance.md)
+            cpu = self.net.device.type == "cpu"
+            with _torch_threads(self.num_threads if cpu else None), torch.inference_mode():
                 out = tower(enc["pixel_values"])
             tower.reuse_once(enc["pixel_values"], out)
             _, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
