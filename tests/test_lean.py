@@ -191,3 +191,21 @@ def test_run_auto_with_the_shipped_planner_does_not_import_transformers(tmp_path
     # transformers and torchvision (its image processors) cost seconds to import; pyiqa is for
     # --stepwise's piqe check only (scipy is left out: a deblurring tool in the plan needs it)
     assert not {"transformers", "torchvision", "pyiqa"} & mods
+
+
+def test_the_command_ends_cleanly_after_a_fast_exit(tmp_path, astronaut_png):
+    """``plan`` and ``run`` end the process without the interpreter's teardown: their output and
+    exit status must still all be there."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out.png"
+    cmd = [sys.executable, "-m", "restoreagent.cli"]
+    run = subprocess.run([*cmd, "run", str(astronaut_png), "--auto", "-o", str(out), "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["output"] == str(out) and out.stat().st_size > 0
+    plan = subprocess.run([*cmd, "plan", str(astronaut_png)], capture_output=True, text=True, env=env, timeout=300)
+    assert plan.returncode == 0 and "degradations seen" in plan.stdout and plan.stdout.rstrip().endswith("ms)")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    plan = subprocess.run([*cmd, "plan", str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    assert plan.returncode == 2 and "bad.png" in plan.stderr
