@@ -87,6 +87,10 @@ def lean_support(folder) -> str | None:
         return "the image processor would resize the planner view"
     if proc.get("num_additional_image_tokens", 0) or proc.get("vision_feature_select_strategy", "full") != "full":
         return "unusual image-token count"
+    patch = int(proc.get("patch_size") or vision.get("patch_size") or 0)
+    tokens = (size["height"] // patch) * (size["width"] // patch) if patch else -1
+    if int(cfg.get("image_seq_length") or 0) != tokens or vision.get("tile", 128) != patch:
+        return "image tokens do not match the perception tower's tiles"
     return None
 
 
@@ -573,6 +577,5 @@ def load_lean(folder, dtype=None, device="cpu") -> tuple[LeanLlava, LeanProcesso
         model.to(device).eval()
     finally:
         torch.set_num_threads(threads)
-    image_tokens = int(cfg.get("image_seq_length") or 0) or int(cfg["vision_config"].get("grid", 2)) ** 2
-    return model, LeanProcessor(folder, image_tokens)
+    return model, LeanProcessor(folder, int(cfg["image_seq_length"]))
 
