@@ -6,7 +6,8 @@
 
 The prompt is :func:`restoreagent.dialogue.prompt` in the model's chat template, with the planner
 view of the image (:mod:`.view`). Decoding is greedy and constrained by :mod:`.grammar`, so the
-answer always parses and only names tools that are installed now.
+answer always parses and only names tools that are installed now. The shipped planner is loaded
+by :mod:`.lean` (plain torch, the same logits, no transformers import; :func:`load_for_planning`).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def _load_lean(model, dtype, device):
 
 
 class VLMPlanner:
-    """Planner protocol implementation around a transformers VLM."""
+    """Planner protocol implementation around a VLM: transformers', or the lean plain-torch one
+    (:mod:`.lean`) for the shipped planner and folders like it."""
 
     name = "vlm"
 
@@ -311,7 +313,7 @@ class VLMPlanner:
         # the perception tower (transformers' or the lean path's): it has split_tokens and reuse_once
         if hasattr(tower, "split_tokens") and hasattr(tower, "reuse_once") and enc is not None and "pixel_values" in enc:
             # the planner's thread count (1 for small models) here too: on 2 busy cores a second
-            # thread made this 40-ms network 8x slower (docs/performance.md)
+            # thread made this 40-ms network several times slower (docs/performance.md)
             cpu = self.net.device.type == "cpu"
             with _torch_threads(self.num_threads if cpu else None), torch.inference_mode():
                 out = tower(enc["pixel_values"])
