@@ -11,8 +11,8 @@ from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
-import yaml
 
+from ..catalog import load_yaml
 from ..catalog.learned import learned_tools
 from ..catalog.spec import KINDS, ToolSpec, weights_path
 from ..errors import UnknownNameError, by_name
@@ -69,7 +69,7 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
     specs = []
     for entry in resources.files("restoreagent.catalog").iterdir():
         if entry.name.startswith("tools") and entry.name.endswith(".yaml"):
-            for raw in yaml.safe_load(entry.read_text()) or []:
+            for raw in load_yaml(entry.read_text()) or []:
                 raw = dict(raw)
                 raw["requires"] = tuple(raw.get("requires", ()))
                 specs.append(ToolSpec(**raw))

@@ -7,7 +7,8 @@
 The prompt is :func:`restoreagent.dialogue.prompt` in the model's chat template, with the planner
 view of the image (:mod:`.view`). Decoding is greedy (beam search for several answers:
 :meth:`VLMPlanner.generate_texts`) and constrained by :mod:`.grammar`, so the answer always parses
-and only names tools that are installed now.
+and only names tools that are installed now. The shipped planner is loaded by :mod:`.lean` (plain
+torch, the same logits, no transformers import; :func:`load_for_planning`).
 """
 
 from __future__ import annotations
@@ -150,8 +151,52 @@ def load_model_and_processor(
     return net, processor
 
 
+BACKENDS = ("auto", "lean", "transformers")
+
+
+def load_for_planning(model, adapter=None, dtype=None, device="cpu", processor_kwargs=None, backend=None):
+    """(net, processor) for planning: the lean plain-torch path (:mod:`.lean`) when it reproduces the
+    folder exactly -- the shipped planner and folders like it load in a fraction of the time, without
+    transformers -- else transformers (:func:`load_model_and_processor`).
+
+    ``backend``: ``auto`` (default; ``RESTOREAGENT_PLANNER_BACKEND`` overrides), ``lean`` (an error
+    when the folder is not supported) or ``transformers``.
+    """
+    import os
+
+    backend = backend or os.environ.get("RESTOREAGENT_PLANNER_BACKEND") or "auto"
+    if backend not in BACKENDS:
+        raise RestoreAgentError(f"unknown planner backend {backend!r}; backends: {', '.join(BACKENDS)}")
+    if backend != "transformers":
+        why = "a LoRA adapter" if adapter is not None else None
+        why = why or ("processor options" if processor_kwargs else None)
+        why = why or (None if Path(model).is_dir() else "not a local folder")
+        if why is None:
+            from .lean import lean_support
+
+            why = lean_support(model)
+        if why is None:
+            return _load_lean(model, dtype, device)
+        if backend == "lean":
+            raise RestoreAgentError(f"the lean planner path cannot run {model}: {why}")
+    return load_model_and_processor(model, adapter, dtype, device, processor_kwargs)
+
+
+def _load_lean(model, dtype, device):
+    from safetensors import SafetensorError
+
+    from .lean import load_lean
+
+    try:
+        return load_lean(model, dtype=dtype, device=device)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RestoreAgentError(f"cannot load planner model {model!r}: {first}") from None
+
+
 class VLMPlanner:
-    """Planner protocol implementation around a transformers VLM."""
+    """Planner protocol implementation around a VLM: transformers', or the lean plain-torch one
+    (:mod:`.lean`) for the shipped planner and folders like it."""
 
     name = "vlm"
 
@@ -171,16 +216,19 @@ class VLMPlanner:
         net=None,
         processor=None,
         saw: str | None = None,
+        backend: str | None = None,
     ):
         """``tools`` (task -> names) fixes the tool set instead of asking the registry at each plan.
 
         ``num_threads``: torch CPU threads while planning (restored afterwards); by default 1 for
         small models (under 50M parameters), whose layers are too small to gain from more threads and
         lose much when the cores are busy. ``net`` and ``processor`` wrap an already loaded model.
+        ``backend``: how the model is loaded (:func:`load_for_planning`; default: the lean path when it
+        supports the folder).
         """
         if net is None:
             base, adapter = resolve_model(model, adapter)
-            net, processor = load_model_and_processor(base, adapter, dtype, device, processor_kwargs)
+            net, processor = load_for_planning(base, adapter, dtype, device, processor_kwargs, backend)
             meta = (read_meta(adapter) or read_meta(Path(adapter).parent)) if adapter else {}
             meta = meta or read_meta(base)
         else:
@@ -263,14 +311,16 @@ class VLMPlanner:
         """
         import torch
 
-        from .perception_tower import PerceptionVisionModel
-
         if self.saw != "detector" or (history is not None and history.last_step is not None):
             return ""
         detector = default_detector()
         tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
-        if isinstance(tower, PerceptionVisionModel) and enc is not None and "pixel_values" in enc:
-            with torch.inference_mode():
+        # the perception tower (transformers' or the lean path's): it has split_tokens and reuse_once
+        if hasattr(tower, "split_tokens") and hasattr(tower, "reuse_once") and enc is not None and "pixel_values" in enc:
+            # the planner's thread count (1 for small models) here too: on 2 busy cores a second
+            # thread made this 40-ms network several times slower (docs/performance.md)
+            cpu = self.net.device.type == "cpu"
+            with _torch_threads(self.num_threads if cpu else None), torch.inference_mode():
                 out = tower(enc["pixel_values"])
             tower.reuse_once(enc["pixel_values"], out)
             _, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
