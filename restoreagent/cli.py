@@ -117,7 +117,22 @@ def _add_run(sub):
     )
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    _add_run_region_and_fusion(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_run_region_and_fusion(p):
+    """``run``'s region options (docs/region.md) and ``--fuse K`` (docs/fusion.md)."""
+    r = p.add_mutually_exclusive_group()
+    r.add_argument("--box", metavar="X,Y,W,H", help="restore only this box (pixels; top-left corner, size)")
+    r.add_argument("--mask", metavar="MASK.png", help="restore only where this mask (the image's size) is white")
+    r.add_argument("--point", metavar="X,Y", help="restore only what a click here selects (needs --sam-weights)")
+    p.add_argument("--sam-weights", metavar="PATH", help="segment-anything weights: --point or --box then prompt SAM "
+                   "(optional: pip install 'restoreagent[segment]')")
+    p.add_argument("--margin", type=int, default=None, help="px of context the tools see around the region (default 32)")
+    p.add_argument("--feather", type=int, default=None, help="px over which the region fades into the input (default 8)")
+    p.add_argument("--fuse", type=int, metavar="K", help="run the plan and its K-1 neighbours (one step's tool "
+                   "swapped) and blend the K results with the learned fusion network")
 
 
 def cmd_run(args) -> int:
@@ -132,6 +147,8 @@ def cmd_run(args) -> int:
     checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
     resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
     image = load_image(args.input)
+    if args.fuse is not None or args.box or args.mask or args.point or args.sam_weights:
+        return _run_region_or_fusion(args, image, out)
     if args.auto:
         from .agent import restore_auto
 
@@ -162,6 +179,82 @@ def cmd_run(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(f"wrote {out} ({report['seconds']:.2f} s)")
+    return 0
+
+
+def _run_region_or_fusion(args, image, out) -> int:
+    """``run`` with --box/--mask/--point (only a region) and/or --fuse K (a blend of K candidates)."""
+    from .fusion import fuse_plan
+    from .plan import parse_plan
+    from .region import (
+        FEATHER,
+        MARGIN,
+        load_mask,
+        parse_box,
+        parse_point,
+        restore_region,
+        save_like_input,
+        segment_region,
+    )
+
+    if args.fuse is not None and args.fuse < 1:
+        raise RestoreAgentError(f"--fuse must be at least 1, got {args.fuse}")
+    if args.fuse is not None and args.stepwise:
+        raise RestoreAgentError("--fuse blends one plan's candidates: use it with --plan or one-shot --auto, not --stepwise")
+    if args.stepwise and not args.auto:
+        raise RestoreAgentError("--stepwise needs --auto")
+    if args.point and not args.sam_weights:
+        raise RestoreAgentError("--point selects a region with segment-anything: give its weights with --sam-weights PATH")
+    plan = parse_plan(args.plan) if args.plan else None
+    region = None
+    if args.sam_weights:
+        region = {"mask": segment_region(image, args.sam_weights, point=parse_point(args.point, image.shape)
+                                         if args.point else None,
+                                         box=parse_box(args.box, image.shape) if args.box else None)}
+    elif args.box:
+        region = {"box": parse_box(args.box, image.shape)}
+    elif args.mask:
+        region = {"mask": load_mask(args.mask, image.shape)}
+    report: dict = {}
+
+    def restore(img):
+        if args.auto and (args.fuse is None or args.stepwise):
+            from .agent import restore_auto
+
+            restored, rep = restore_auto(img, stepwise=args.stepwise, verbose=not args.json)
+        elif args.fuse is not None:
+            p = plan
+            if p is None:  # the planner's one-shot plan, then its neighbours
+                from .planners import PlanRequest, get_planner
+
+                p = get_planner("vlm").plan(PlanRequest(image=img)).plan
+            restored, rep = fuse_plan(img, p, args.fuse)
+        else:
+            from .executor import execute
+
+            restored, rep = execute(plan, img)
+            rep = rep.to_json()
+        report.update(rep)
+        return restored
+
+    if region is None:
+        restored = restore(image)
+        from .imageio import save_image
+
+        save_image(restored, out)
+    else:
+        restored, info = restore_region(image, restore, margin=MARGIN if args.margin is None else args.margin,
+                                        feather=FEATHER if args.feather is None else args.feather, **region)
+        report["region"] = info
+        save_like_input(restored, out, args.input)
+    report = {"input": str(args.input), "output": str(out), **report}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        if report.get("candidates"):
+            print("blended: " + "; ".join(c["plan"] + f" ({c['mean_weight']:.0%})" if isinstance(c, dict) else str(c)
+                                          for c in report["candidates"]))
+        print(f"wrote {out}")
     return 0
 
 
