@@ -227,7 +227,7 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
 
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, desc="train-fusion", disable=None)
-    t0 = time.perf_counter()
+    t0, first_step = time.perf_counter(), step
     while step < t.max_steps:
         rng = np.random.default_rng([t.seed, step])  # per step: a resumed run draws what it would have drawn
         k = int(rng.integers(t.k_min, t.k_max + 1))
@@ -242,6 +242,9 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % 100 == 0:  # the bar is off in a log file
+            log.info("step %d/%d loss %.4f (%.2f s/step)", step, t.max_steps, loss.item(),
+                     (time.perf_counter() - t0) / max(1, step - first_step))
         if step % t.eval_every == 0 or step == t.max_steps:
             history.append({"step": step, **validate(model, val_sets)})
             log.info("step %d: %s", step, history[-1])
