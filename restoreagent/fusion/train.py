@@ -7,7 +7,8 @@
    Validation sets come from held-out train photos, with the K = ``train.k_val`` candidates
    ``run --fuse`` would use (the recipe's plan and its neighbours). Never the dev split.
 2. Training: random windows of random sets, a random subset of 2-5 of their candidates, flips and
-   transposes; L1 between the blend and the clean crop. Resumable checkpoints (plain tensors,
+   transposes; the loss is the mean of log10 MSE over the windows (so the mean PSNR, which every
+   window counts in alike) or L1. Resumable checkpoints (plain tensors,
    loaded with ``weights_only=True``), a progress bar, and the export to safetensors (float16).
 """
 
@@ -192,6 +193,8 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
     t = cfg.train
     if not 1 <= t.k_min <= t.k_max:
         raise RestoreAgentError(f"train.k_min must be between 1 and train.k_max, got {t.k_min} and {t.k_max}")
+    if t.loss not in ("psnr", "l1"):
+        raise RestoreAgentError(f"train.loss must be psnr or l1, got {t.loss!r}")
     if t.patch > cfg.data.crop:
         raise RestoreAgentError(f"train.patch ({t.patch}) must not exceed data.crop ({cfg.data.crop})")
     if cfg.threads:
@@ -235,7 +238,10 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         fused, _ = model(cand, deg)
-        loss = (fused - clean).abs().mean()
+        if t.loss == "psnr":
+            loss = torch.log10(((fused - clean) ** 2).flatten(1).mean(1) + 1e-5).mean()
+        else:
+            loss = (fused - clean).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -38,6 +38,8 @@ class FusionLoopOptions:
     k_min: int = option(2, "fewest candidates drawn for a step")
     k_max: int = option(5, "most candidates drawn for a step")
     k_val: int = option(4, "candidates of the validation sets (the plan and its neighbours, as run --fuse K)")
+    loss: str = option("psnr", "psnr: the mean over windows of log10 MSE (each window counts alike, whatever its "
+                       "error: a dark low-light window does not drown a clean denoising one); l1: mean absolute error")
     lr: float = option(1.0e-3, "Adam learning rate (cosine decay)")
     warmup_steps: int = option(100, "linear warm-up steps")
     eval_every: int = option(500, "steps between validations")
