@@ -148,7 +148,7 @@ def cmd_run(args) -> int:
     resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
     image = load_image(args.input)
     if args.fuse is not None or args.box or args.mask or args.point or args.sam_weights:
-        return _run_region_or_fusion(args, image, out)
+        return _run_region_or_fusion(args, image, out, checks)
     if args.auto:
         from .agent import restore_auto
 
@@ -182,7 +182,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_region_or_fusion(args, image, out) -> int:
+def _run_region_or_fusion(args, image, out, checks) -> int:
     """``run`` with --box/--mask/--point (only a region) and/or --fuse K (a blend of K candidates)."""
     from .fusion import fuse_plan
     from .plan import parse_plan
@@ -203,6 +203,8 @@ def _run_region_or_fusion(args, image, out) -> int:
         raise RestoreAgentError("--fuse blends one plan's candidates: use it with --plan or one-shot --auto, not --stepwise")
     if args.stepwise and not args.auto:
         raise RestoreAgentError("--stepwise needs --auto")
+    if args.fuse is not None and args.save_steps:
+        raise RestoreAgentError("--save-steps keeps one plan's steps; with --fuse use --json for the candidates")
     if args.point and not args.sam_weights:
         raise RestoreAgentError("--point selects a region with segment-anything: give its weights with --sam-weights PATH")
     plan = parse_plan(args.plan) if args.plan else None
@@ -221,7 +223,8 @@ def _run_region_or_fusion(args, image, out) -> int:
         if args.auto and (args.fuse is None or args.stepwise):
             from .agent import restore_auto
 
-            restored, rep = restore_auto(img, stepwise=args.stepwise, verbose=not args.json)
+            restored, rep = restore_auto(img, stepwise=args.stepwise, verbose=not args.json, save_steps=args.save_steps,
+                                         quality_check=checks)
         elif args.fuse is not None:
             p = plan
             if p is None:  # the planner's one-shot plan, then its neighbours
@@ -232,7 +235,7 @@ def _run_region_or_fusion(args, image, out) -> int:
         else:
             from .executor import execute
 
-            restored, rep = execute(plan, img)
+            restored, rep = execute(plan, img, save_steps=args.save_steps)  # with a region: the crop's steps
             rep = rep.to_json()
         report.update(rep)
         return restored
