@@ -23,7 +23,7 @@ from .executor import execute, run_step
 from .imageio import save_image
 from .plan import Plan, Step
 from .planners import Planner, PlanRequest, get_planner
-from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, resolve_quality_checks
+from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, execute_checked, resolve_quality_checks
 
 MAX_STEPS = 8  # a plan has at most one step per task; rollbacks add a few more rounds
 
@@ -36,9 +36,24 @@ def restore_auto(
     verbose: bool = False,
     quality_check=DEFAULT_QUALITY_CHECK,
 ) -> tuple[np.ndarray, dict]:
-    """Plan and restore ``image``; ``quality_check`` (stepwise only) as in :func:`stepwise_restore`."""
+    """Plan and restore ``image``; ``quality_check`` as in :func:`stepwise_restore`. One-shot, the
+    checks judge each step of the plan as it runs (:func:`restoreagent.quality.execute_checked`)."""
     planner = planner or get_planner("vlm")
     t0 = time.perf_counter()
+    if not stepwise and resolve_quality_checks(quality_check):
+        answer = planner.plan(PlanRequest(image=image))
+        _say(verbose, f"saw: {', '.join(answer.degradations) or 'nothing'}; plan: {answer.plan.text()}")
+        restored, steps = execute_checked(
+            answer.plan, image, quality_check, save_steps=save_steps, on_step=lambda r: _say(verbose, _step_line(r))
+        )
+        kept = Plan(tuple(Step(s["task"], s["tool"]) for s in steps if s["kept"]))
+        return restored, {
+            "mode": "one-shot",
+            "answers": [answer.text()],
+            "plan": kept.to_json(),
+            "steps": steps,
+            "seconds": time.perf_counter() - t0,
+        }
     if not stepwise:
         answer = planner.plan(PlanRequest(image=image))
         _say(verbose, f"saw: {', '.join(answer.degradations) or 'nothing'}; plan: {answer.plan.text()}")
@@ -183,6 +198,16 @@ def _next_step(plan: Plan, history: History) -> Step | None:
         if step.task not in done and step not in history.rolled_back:
             return step
     return None
+
+
+def _step_line(rec: dict) -> str:
+    line = f"step {rec['index']}: {rec['task']:<15} {rec['tool']:<22} {rec['seconds'] * 1000:8.1f} ms"
+    if rec.get("added_by"):
+        line += f" (added: {rec['added_by']})"
+    if not rec["kept"]:
+        why = ", ".join(f"{v['check']} worse by {v['worse_by']:g}" for v in rec.get("quality", []) if v["rejected"])
+        line += f" -> rolled back (quality check: {why})"
+    return line
 
 
 def _say(verbose: bool, msg: str) -> None:

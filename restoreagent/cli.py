@@ -31,21 +31,34 @@ def _add_degrade(sub):
     g.add_argument("--chain", help='e.g. "noise:sigma=25,jpeg:quality=20" (missing parameters are sampled)')
     g.add_argument("--random", type=int, metavar="K", help="K random distinct degradations (1-4)")
     p.add_argument("--seed", type=int, default=0)
+    _add_jpeg_quality(p)
     p.set_defaults(func=cmd_degrade)
+
+
+def _add_jpeg_quality(p) -> None:
+    p.add_argument(
+        "--jpeg-quality", type=int, default=95, metavar="Q", help="quality of a JPEG/WebP output, 1-100 (default 95)"
+    )
+
+
+def _check_jpeg_quality(args) -> None:
+    if not 1 <= args.jpeg_quality <= 100:
+        raise RestoreAgentError(f"--jpeg-quality must be between 1 and 100, got {args.jpeg_quality}")
 
 
 def cmd_degrade(args) -> int:
     from .degradations import degrade
-    from .imageio import atomic_write_text, check_output_path, load_image, save_image
+    from .imageio import check_output_path, check_record_output, load_photo, save_image_with_record
 
-    out = check_output_path(args.output, args.input)
+    out = check_output_path(args.output, args.input, writable=True)  # before any work
+    check_record_output(out, args.input)
+    _check_jpeg_quality(args)
     if args.random is not None and not 1 <= args.random <= 4:
         raise RestoreAgentError(f"--random must be between 1 and 4, got {args.random}")
-    image = load_image(args.input)
+    image, info = load_photo(args.input)
     degraded, record = degrade(image, chain=args.chain, k=args.random, seed=args.seed)
     record = {"input": str(args.input), **record}
-    save_image(degraded, out)
-    atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
+    save_image_with_record(degraded, out, record, quality=args.jpeg_quality, info=info)
     print(
         f"{out}: "
         + ", ".join(
@@ -108,7 +121,8 @@ def _add_run(sub):
     p.add_argument(
         "--quality-check",
         metavar="CHECKS",
-        help="with --stepwise: no-reference checks that roll back a step that made the image worse; a comma "
+        help="with --auto: no-reference checks that roll back a step that made the image worse (one-shot: the "
+        "step is skipped; a brightening step that reveals noise is followed by a matched denoiser); a comma "
         "list of noise, exposure, piqe, or none (default: noise,exposure: deblurring, super-resolution, "
         "denoising, deJPEG and deraining steps must not add noise, brightening must not move the mean "
         "brightness away from mid-grey; each rejected no step that raised PSNR on the test photos and "
@@ -117,6 +131,7 @@ def _add_run(sub):
     )
     p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    _add_jpeg_quality(p)
     _add_run_region_and_fusion(p)
     p.set_defaults(func=cmd_run)
 
@@ -137,18 +152,24 @@ def _add_run_region_and_fusion(p):
 
 def cmd_run(args) -> int:
     from .executor import execute
-    from .imageio import check_output_path, load_image, save_image
+    from .imageio import check_output_dir, check_output_path, load_photo, save_image
     from .plan import parse_plan
     from .quality import DEFAULT_QUALITY_CHECK, resolve_quality_checks
 
-    out = check_output_path(args.output, args.input)
-    if args.quality_check is not None and not args.stepwise:
-        raise RestoreAgentError("--quality-check needs --auto --stepwise")
+    # the output side is checked before any work, so a bad -o costs no processing time
+    out = check_output_path(args.output, args.input, writable=True)
+    if args.save_steps is not None:
+        check_output_dir(args.save_steps, args.input, what="--save-steps folder")
+    _check_jpeg_quality(args)
+    if args.plan is not None and not args.plan.strip():
+        raise RestoreAgentError('--plan is empty; give steps (e.g. "denoise:dct_low") or "--plan none"')
+    if args.quality_check is not None and not args.auto:
+        raise RestoreAgentError("--quality-check needs --auto")
     checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
     resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
-    image = load_image(args.input)
+    image, info = load_photo(args.input)
     if args.fuse is not None or args.box or args.mask or args.point or args.sam_weights:
-        return _run_region_or_fusion(args, image, out, checks)
+        return _run_region_or_fusion(args, image, info, out, checks)
     if args.auto:
         from .agent import restore_auto
 
@@ -163,6 +184,8 @@ def cmd_run(args) -> int:
         if args.stepwise:
             raise RestoreAgentError("--stepwise needs --auto")
         plan = parse_plan(args.plan)
+        if not plan and not args.json:
+            print("the empty plan: the image is written unchanged")
 
         def show(rep):
             if not args.json:
@@ -173,7 +196,7 @@ def cmd_run(args) -> int:
 
         restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
         report = report.to_json()
-    save_image(restored, out)
+    save_image(restored, out, quality=args.jpeg_quality, info=info)
     report = {"input": str(args.input), "output": str(out), **report}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -182,7 +205,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_region_or_fusion(args, image, out, checks) -> int:
+def _run_region_or_fusion(args, image, info, out, checks) -> int:
     """``run`` with --box/--mask/--point (only a region) and/or --fuse K (a blend of K candidates)."""
     from .fusion import fuse_plan
     from .plan import parse_plan
@@ -193,7 +216,6 @@ def _run_region_or_fusion(args, image, out, checks) -> int:
         parse_box,
         parse_point,
         restore_region,
-        save_like_input,
         segment_region,
     )
 
@@ -242,14 +264,14 @@ def _run_region_or_fusion(args, image, out, checks) -> int:
 
     if region is None:
         restored = restore(image)
-        from .imageio import save_image
-
-        save_image(restored, out)
     else:
-        restored, info = restore_region(image, restore, margin=MARGIN if args.margin is None else args.margin,
-                                        feather=FEATHER if args.feather is None else args.feather, **region)
-        report["region"] = info
-        save_like_input(restored, out, args.input)
+        restored, report["region"] = restore_region(
+            image, restore, margin=MARGIN if args.margin is None else args.margin,
+            feather=FEATHER if args.feather is None else args.feather, **region)
+    from .imageio import save_image
+
+    # the input's depth (16-bit in, 16-bit out), ICC profile and EXIF: untouched pixels stay the input's
+    save_image(restored, out, quality=args.jpeg_quality, info=info)
     report = {"input": str(args.input), "output": str(out), **report}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -357,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from .assess import add_assess_parser
     from .labeling.cli import add_dataset_parser, add_label_parser
     from .perception.cli import add_detect_parser
     from .planners.vlm.extend import add_planner_parser
@@ -367,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tools,
         _add_plan,
         add_detect_parser,
+        add_assess_parser,
         _add_run,
         _add_bench,
         _add_job,

@@ -3,8 +3,8 @@
 The region's tools see it with ``margin`` px of context around it (a denoiser or a deblurrer at a
 crop's edge sees only half its window), the result is blended in over a ``feather`` px ramp
 outside the region, and every pixel farther away is copied from the input untouched: once saved
-losslessly (PNG, TIFF; 16-bit inputs as 16-bit files: :func:`save_like_input`) those pixels are
-the input's, byte for byte.
+losslessly (PNG, TIFF; ``run`` writes a 16-bit input as a 16-bit file) those pixels are the
+input's, byte for byte.
 
 Promptable segmentation (``segment_anything`` with weights given by path) is optional:
 :func:`segment_region` says so in one line when it is not installed.
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import RestoreAgentError
-from .imageio import SAVE_FORMATS, atomic_write_bytes, check_output_path, load_image, save_image
+from .imageio import load_image
 
 MARGIN = 32  # px of context the tools see around the region
 FEATHER = 8  # px over which the restored region fades into the input
@@ -114,36 +114,6 @@ def restore_region(
     out[y0:y1, x0:x1] = np.where(a > 0, blended, crop)  # where a = 0 the input, exactly (even NaN-proof)
     return out, {"crop": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)], "region_pixels": int(mask.sum()),
                  "margin": margin, "feather": feather}
-
-
-# --- saving so that untouched pixels stay the input's ----------------------------------------------
-
-
-def is_16bit(path) -> bool:
-    """Whether ``path`` is a 16-bit PNG/TIFF (what :func:`restoreagent.imageio.load_image` decodes at full depth)."""
-    if Path(path).suffix.lower() not in (".png", ".tif", ".tiff"):
-        return False
-    arr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    return arr is not None and arr.dtype == np.uint16
-
-
-def save_image_16bit(image: np.ndarray, path) -> Path:
-    """A 16-bit RGB PNG or TIFF of a float image, written atomically."""
-    path = check_output_path(path)
-    arr = (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)[:, :, ::-1]  # OpenCV wants BGR
-    ok, data = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(arr))
-    if not ok:
-        raise RestoreAgentError(f"{path}: could not encode a 16-bit {path.suffix} image")
-    atomic_write_bytes(path, data.tobytes())
-    return path
-
-
-def save_like_input(image: np.ndarray, path, input_path) -> Path:
-    """Save with the input's depth: a 16-bit input to a PNG/TIFF output stays 16-bit (else 8-bit)."""
-    path = Path(path)
-    if SAVE_FORMATS.get(path.suffix.lower()) in ("PNG", "TIFF") and is_16bit(input_path):
-        return save_image_16bit(image, path)
-    return save_image(image, path)
 
 
 # --- optional promptable segmentation ---------------------------------------------------------------

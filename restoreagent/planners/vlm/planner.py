@@ -115,7 +115,11 @@ def load_model_and_processor(
     from transformers.utils import logging as hf_logging
 
     from . import perception_tower  # noqa: F401 - registers the detector as a vision model type
+    from .safe_load import check_weight_files
 
+    check_weight_files(model)  # a pickle or a damaged file: a one-line refusal, not a traceback
+    if adapter is not None:
+        check_weight_files(adapter)
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a planner loads quietly (the CLI prints one line per image)
