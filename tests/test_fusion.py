@@ -22,6 +22,7 @@ from restoreagent.fusion import (
 from restoreagent.fusion.weights import read_fusion_meta
 from restoreagent.plan import Plan, parse_plan
 from restoreagent.splits import DEV_SPLITS
+from restoreagent.tools.registry import tools_for_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,11 +82,11 @@ def test_candidate_plans_are_the_plan_and_its_one_step_neighbours():
     plan = parse_plan("denoise:unet_denoise_mid, brighten:gamma_mild")
     plans = candidate_plans(plan, 4)
     assert plans[0] == plan and len(set(plans)) == 4
-    assert [p.text() for p in plans[1:3]] == ["denoise:unet_denoise_high, brighten:gamma_mild",
-                                              "denoise:unet_denoise_mid, brighten:gamma_mid"]  # round-robin over steps
-    for p in plans[1:]:
-        assert p.tasks == plan.tasks and sum(a != b for a, b in zip(p.tools, plan.tools, strict=True)) == 1
-    assert len(candidate_plans(plan, 50)) == 1 + 2 + 2  # every neighbour, no more
+    changed = [[i for i, (a, b) in enumerate(zip(p.tools, plan.tools, strict=True)) if a != b] for p in plans[1:]]
+    assert changed == [[0], [1], [0]]  # one step each, round-robin over the steps
+    assert all(p.tasks == plan.tasks for p in plans)
+    neighbours = sum(len(tools_for_task(t)) - 1 for t in plan.tasks)  # (other tests may register toy tools)
+    assert len(candidate_plans(plan, 50)) == 1 + neighbours  # every neighbour, no more
     assert candidate_plans(Plan(), 3) == [Plan()]
 
 
