@@ -1,8 +1,8 @@
 """The beam labeler against the exhaustive labeler on the same samples (docs/labeling.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python eval/label_beam.py --out /tmp/beam_vs_exhaustive.jsonl \\
-        --samples 100 --widths 4,8 [--images DIR ...]          # resumable: finished samples are kept
-    .venv/bin/python eval/label_beam.py --out /tmp/beam_vs_exhaustive.jsonl --report
+        --samples 100 --widths 1,2 [--start 50] [--images DIR ...]   # resumable: finished samples are kept
+    .venv/bin/python eval/label_beam.py --out /tmp/beam_vs_exhaustive.jsonl [--more OTHER.jsonl] --report
 
 Samples are the labeler's (restoreagent.labeling.labeler, seed 0): random 128 px crops of the train
 folders, 1-4 core degradations in the default recipe's proportions, quantised to 8 bits. Per
@@ -42,7 +42,7 @@ def measure(args) -> None:
     plan = plan_labels(LabelConfig(images=tuple(args.images), out="unused", samples=args.samples, seed=args.seed))
     widths = [int(w) for w in args.widths.split(",")]
     scorer = _scorer(plan.metrics)
-    for i in range(args.samples):
+    for i in range(args.start, args.samples):
         if i in done:
             continue
         p = plan.payload(i)
@@ -74,7 +74,8 @@ def measure(args) -> None:
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for f in [args.out, *args.more] for line in Path(f).read_text().splitlines() if line.strip()]
+    rows = sorted({r["sample"]: r for r in rows}.values(), key=lambda r: r["sample"])  # a sample measured twice: once
     widths = sorted({w for r in rows for w in r["beams"]}, key=int)
     print(f"{len(rows)} samples ({', '.join(f'{k} degradations: {n}' for k, n in sorted(_count(rows).items()))})\n")
     print("| labeler | samples | finds the exhaustive best | ranking of its pick (mean %) | regret, balanced (mean / max) "
@@ -116,7 +117,9 @@ def _count(rows):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, help="JSON lines, one per sample (appended; resumable)")
-    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=100, help="samples 0..N-1 (with --start: START..N-1)")
+    ap.add_argument("--start", type=int, default=0, help="first sample (split a run over processes: one --out each)")
+    ap.add_argument("--more", nargs="*", default=[], help="(--report) further JSON-lines files of the same run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="4,8")
     ap.add_argument("--images", nargs="+", default=IMAGES)

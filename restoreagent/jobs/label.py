@@ -105,7 +105,7 @@ class CompactLabelConfig(BackendOptions):
     snow_combos: str = option("configs/bench/snow_combos.txt", "the snow extension's combinations (cycled)", metavar="FILE")
     toolset: Any = option(None, "task -> [tools] to search (default: every available candidate tool)", metavar="FILE")
     metrics: tuple[str, ...] | None = option(None, "comma list of psnr,ssim,lpips,dists (auto)", none_word="auto")
-    shard_size: int = option(500, "samples per committed shard file", metavar="M")
+    shard_size: int = option(100, "samples per committed shard file", metavar="M")
     allow_dev_split: bool = option(False, "allow labeling a dev split")
     accept_tool_changes: bool = option(False, "grow although a tool's code changed since the dataset was started")
 
