@@ -265,3 +265,22 @@ def test_bad_compact_config_is_refused(photos, tmp_path):
     with pytest.raises(RestoreAgentError, match="not empty"):
         label_compact(_ccfg(photos, tmp_path / "notes"), progress=False)
     assert Path(tmp_path / "notes" / "a.txt").read_text() == "x"
+
+
+def test_fewer_samples_than_labeled_is_refused_and_nothing_is_lost(compact, photos):
+    from restoreagent.labeling.compact import label_compact, read_compact_table
+
+    n = read_compact_table(compact).num_rows
+    before = {p.name: p.read_bytes() for p in (compact / "data").iterdir()}
+    with pytest.raises(RestoreAgentError, match="would drop some"):
+        label_compact(_ccfg(photos, compact, samples=n - 2), progress=False)
+    assert {p.name: p.read_bytes() for p in (compact / "data").iterdir()} == before
+
+
+def test_card_command_describes_a_compact_dataset(compact, capsys):
+    from restoreagent.cli import main
+
+    assert main(["dataset", "card", str(compact), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["samples"] >= 5 and st["labelers"] == {"beam(width=2,polish=3)": st["samples"]}
+    assert "label-compact" in (compact / "README.md").read_text()

@@ -247,14 +247,20 @@ def label_compact(cfg: CompactLabelConfig, progress: bool = True) -> dict:
                 f"({man.get('done', 0)} samples done); growing it would mix labels of two versions. "
                 "Use another --out, or accept_tool_changes=true to continue anyway"
             )
+    have = finished_samples(cfg.out) if man else 0
+    if cfg.samples < have:
+        raise RestoreAgentError(f"{cfg.out} holds {have} labeled samples; samples={cfg.samples} would drop some (give samples >= {have})")
     info = {"images_roots": {n: str(p) for n, p in plan.plan.roots}, "label_config": _jsonable(cfg), "tool_code": code}
     job = Job(
         out=Path(cfg.out), kind=COMPACT_KIND, config=plan.identity, n_units=cfg.samples, shard_size=cfg.shard_size,
         features=compact_features(), make_payload=plan.payload, work=compact_label_sample, desc="label-compact", info=info,
     )
     backend = BackendChoice(cfg.backend, cfg.workers, cfg.ray_address).build()
-    stats = run_job(job, backend, progress=progress)
-    write_compact_card(cfg.out)
+    try:
+        stats = run_job(job, backend, progress=progress)
+    finally:  # also when stopped (Ctrl-C): the card describes the finished shards
+        if data_files(cfg.out):
+            write_compact_card(cfg.out)
     return {"out": str(cfg.out), "samples": cfg.samples, **stats}
 
 
