@@ -114,31 +114,60 @@ def default_toolset(tasks, toolset: dict[str, list[str]] | None = None) -> dict[
     return out
 
 
-def exhaustive_search(
-    degraded: np.ndarray,
-    clean: np.ndarray,
-    degradations=None,
-    tasks=None,
-    toolset: dict[str, list[str]] | None = None,
-    scorer: Scorer | None = None,
-    record_nodes: bool = False,
-    on_call: Callable[[], None] | None = None,
-) -> SearchResult:
-    """Run every candidate pipeline (as a prefix tree) and score it against ``clean``.
+# A node of the tree during a walk: (key, steps, image, remaining tasks). ``key`` holds, per step,
+# (index of the task in the searched tasks, index of the tool in its task's list): sorting by it
+# gives the depth-first enumeration order (a prefix before its extensions), whatever order the
+# nodes were computed in, so ties and stored lists do not depend on the walk.
+_Open = tuple[tuple[tuple[int, int], ...], tuple[Step, ...], np.ndarray, tuple[str, ...]]
 
-    Give either ``degradations`` (names; their tasks are searched) or ``tasks``.
-    ``record_nodes`` also scores every internal node (the labeler needs them for its
-    step-by-step training scenarios). ``on_call`` is invoked after each tool call (progress).
+# Level-order walks keep two levels of images; above this they walk depth-first (one path at a time).
+LEVEL_MEMORY_BYTES = int(2**31)
+
+
+def expand(level: list[_Open], tasks: tuple[str, ...], toolset: dict[str, list[str]], on_call=None):
+    """Apply every next step to every node of ``level``; yields ``(key, steps, image, remaining)`` children.
+
+    Children that apply the same tool are computed together (:meth:`~restoreagent.tools.registry.Tool.batch`:
+    one network pass per batch on a GPU), in groups, so only one group's outputs wait for the caller.
     """
-    if tasks is None:
-        tasks = [TASK_FOR_DEGRADATION[d] for d in degradations]
-    tasks = tuple(physical_task_order(tasks))
-    toolset = default_toolset(tasks, toolset)
-    scorer = scorer or Scorer()
-    t0 = time.perf_counter()
-    leaves: list[Candidate] = []
-    nodes: list[Node] = []
+    groups: dict[tuple[str, str], list] = {}
+    for key, steps, image, remaining in level:
+        for task in remaining:
+            rest = tuple(t for t in remaining if t != task)
+            ti = tasks.index(task)
+            for tj, tool in enumerate(toolset[task]):
+                groups.setdefault((task, tool), []).append((key + ((ti, tj),), steps + (Step(task, tool),), image, rest))
+    for (_, tool), items in groups.items():
+        outs = get_tool(tool).batch([it[2] for it in items])
+        for (key, steps, _, rest), out in zip(items, outs):
+            if on_call:
+                on_call()
+            yield key, steps, out, rest
+
+
+def _walk_by_level(degraded, clean, tasks, toolset, scorer, record_nodes, on_call):
+    level: list[_Open] = [((), (), degraded, tasks)]
+    leaves, nodes, calls = [], [], 0
+    while level:
+        if record_nodes:
+            nodes += [(key, Node(steps, scorer(img, clean))) for key, steps, img, _ in level]
+        nxt = []
+        for key, steps, out, rest in expand(level, tasks, toolset, on_call):
+            calls += 1
+            if rest:
+                nxt.append((key, steps, out, rest))
+            else:
+                leaves.append((key, Candidate(Plan(steps), scorer(out, clean))))
+        level = nxt
+    leaves.sort(key=lambda x: x[0])
+    nodes.sort(key=lambda x: x[0])
+    return [c for _, c in leaves], [n for _, n in nodes], calls
+
+
+def _walk_depth_first(degraded, clean, tasks, toolset, scorer, record_nodes, on_call):
+    leaves, nodes = [], []
     calls = 0
+    tools = {t: [get_tool(name) for name in toolset[t]] for t in tasks}  # built once, not per call
 
     def walk(image: np.ndarray, steps: tuple[Step, ...], remaining: tuple[str, ...]) -> None:
         nonlocal calls
@@ -149,14 +178,50 @@ def exhaustive_search(
             nodes.append(Node(steps, scorer(image, clean)))
         for task in remaining:
             rest = tuple(t for t in remaining if t != task)
-            for tool in toolset[task]:
-                out = get_tool(tool)(image)
+            for tool in tools[task]:
+                out = tool(image)
                 calls += 1
                 if on_call:
                     on_call()
-                walk(out, steps + (Step(task, tool),), rest)
+                walk(out, steps + (Step(task, tool.name),), rest)
 
-    walk(np.ascontiguousarray(degraded, dtype=np.float32), (), tasks)
+    walk(degraded, (), tasks)
+    return leaves, nodes, calls
+
+
+def exhaustive_search(
+    degraded: np.ndarray,
+    clean: np.ndarray,
+    degradations=None,
+    tasks=None,
+    toolset: dict[str, list[str]] | None = None,
+    scorer: Scorer | None = None,
+    record_nodes: bool = False,
+    on_call: Callable[[], None] | None = None,
+    batched: bool | None = None,
+) -> SearchResult:
+    """Run every candidate pipeline (as a prefix tree) and score it against ``clean``.
+
+    Give either ``degradations`` (names; their tasks are searched) or ``tasks``.
+    ``record_nodes`` also scores every internal node (the labeler needs them for its
+    step-by-step training scenarios). ``on_call`` is invoked after each tool call (progress).
+    ``batched``: walk the tree level by level, every node that applies the same tool at the
+    same depth in one :meth:`Tool.batch` call (default: when a tool batches, i.e. on a GPU, and
+    two levels of images fit in ``LEVEL_MEMORY_BYTES``); else depth-first. Both give the same
+    candidates in the same order.
+    """
+    if tasks is None:
+        tasks = [TASK_FOR_DEGRADATION[d] for d in degradations]
+    tasks = tuple(physical_task_order(tasks))
+    toolset = default_toolset(tasks, toolset)
+    scorer = scorer or Scorer()
+    t0 = time.perf_counter()
+    degraded = np.ascontiguousarray(degraded, dtype=np.float32)
+    if batched is None:
+        batches = any(get_tool(t).max_batch > 1 for v in toolset.values() for t in v)
+        batched = batches and count_tree_calls(toolset) * degraded.nbytes <= LEVEL_MEMORY_BYTES
+    walk = _walk_by_level if batched else _walk_depth_first
+    leaves, nodes, calls = walk(degraded, clean, tasks, toolset, scorer, record_nodes, on_call)
     stats = ZStats.of([c.metrics for c in leaves], scorer.metrics)
     for c in leaves:
         c.balanced = stats.balanced(c.metrics)

@@ -4,6 +4,7 @@
 job                config (defaults, help)                       logic                                   front end
 =================  ============================================  ======================================  ===================================
 label              jobs.label.LabelConfig                        labeling.labeler.label_dataset          ``restoreagent label``
+label-compact      jobs.label.CompactLabelConfig                 labeling.compact.label_compact          ``restoreagent job label-compact``
 build-sft          jobs.label.SFTConfig                          labeling.sft.build_sft                  ``restoreagent dataset build-sft``
 bench              jobs.bench.BenchConfig                        bench.run_bench                         ``restoreagent bench``
 train-planner      jobs.train_planner.PlannerTrainConfig         planners.vlm.training.train             ``train/train_planner.py``
@@ -58,6 +59,8 @@ JOBS: dict[str, Job] = {
     for j in (
         Job("label", "restoreagent.jobs.label:LabelConfig", "restoreagent.labeling.labeler:label_dataset",
             "clean photos -> degraded crops -> every candidate pipeline scored (a dataset)"),
+        Job("label-compact", "restoreagent.jobs.label:CompactLabelConfig", "restoreagent.labeling.compact:label_compact",
+            "grow the committed compact labeled dataset (beam labeler, replayable records), resumably"),
         Job("build-sft", "restoreagent.jobs.label:SFTConfig", "restoreagent.labeling.sft:build_sft",
             "labeled trees -> the planner's SFT pairs"),
         Job("bench", "restoreagent.jobs.bench:BenchConfig", "restoreagent.bench:run_bench",

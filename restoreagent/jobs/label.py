@@ -81,6 +81,43 @@ class LabelConfig(BackendOptions):
         return () if self.allow_dev_split else tuple(self.forbid)
 
 
+COMPACT_OUT = "labels/restoreagent-labels-v1"
+
+
+@dataclass(kw_only=True)
+class CompactLabelConfig(BackendOptions):
+    """Grow a compact labeled dataset (no pixels: photo + crop + degradation record + scores), resumably."""
+
+    images: tuple[str, ...] = option(TRAIN_FOLDERS, "folder(s) of clean images (train photos; never a dev split)", nargs=True,
+                                     metavar="DIR")
+    out: str = option(COMPACT_OUT, "the dataset folder (created; grown when it exists)", metavar="DATASET")
+    samples: int = option(23000, "samples the dataset should hold (a run continues up to it)", metavar="N")
+    labeler: str = option("beam", "beam (cheap, the evaluated candidates only) or exhaustive (every candidate)",
+                          choices=("beam", "exhaustive"))
+    beam_width: int = option(2, "partial pipelines kept per depth (beam labeler)", metavar="B")
+    polish: int = option(3, "hill-climbing moves after the beam (beam labeler)", metavar="P")
+    seed: int = option(0, "seed of everything random (same seed, same dataset)")
+    crop: int | None = option(128, "square crop side in pixels", metavar="PX")
+    min_degradations: int = option(1, "fewest core degradations per sample", metavar="K")
+    max_degradations: int = option(4, "most core degradations per sample", metavar="K")
+    snow_every: int = option(42, "every N-th sample is a snow-extension combination (0: none); 42 keeps the default "
+                             "build's 10000 : 240 proportion", metavar="N")
+    snow_combos: str = option("configs/bench/snow_combos.txt", "the snow extension's combinations (cycled)", metavar="FILE")
+    toolset: Any = option(None, "task -> [tools] to search (default: every available candidate tool)", metavar="FILE")
+    metrics: tuple[str, ...] | None = option(None, "comma list of psnr,ssim,lpips,dists (auto)", none_word="auto")
+    shard_size: int = option(100, "samples per committed shard file", metavar="M")
+    allow_dev_split: bool = option(False, "allow labeling a dev split")
+    accept_tool_changes: bool = option(False, "grow although a tool's code changed since the dataset was started")
+
+    def __post_init__(self):
+        if isinstance(self.images, str | Path):
+            self.images = (str(self.images),)
+        if isinstance(self.toolset, str | Path):
+            self.toolset = load_toolset_file(self.toolset)
+        if self.beam_width < 1 or self.polish < 0 or self.snow_every < 0:
+            raise RestoreAgentError("beam_width must be >= 1, polish and snow_every >= 0")
+
+
 @dataclass(kw_only=True)
 class SFTConfig(BackendOptions):
     """Labeled trees -> the planner's image/prompt/target pairs in RestoreAgent's five scenarios."""

@@ -75,6 +75,12 @@ def cmd_card(args) -> int:
     from .shards import read_manifest
 
     man = read_manifest(args.labeled)
+    if man is not None and man.get("kind") == "labeled-compact":  # a growing compact dataset: its finished shards
+        from .compact import compact_stats, write_compact_card
+
+        write_compact_card(args.labeled)
+        print(json.dumps(compact_stats(args.labeled), indent=1) if args.json else f"wrote {args.labeled}/README.md")
+        return 0
     if man is None or man.get("kind") != "labeled" or man.get("status") != "complete":
         raise RestoreAgentError(f"{args.labeled}: not a finished labeled dataset")
     write_labeled_card(args.labeled)

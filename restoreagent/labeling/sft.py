@@ -52,6 +52,7 @@ from ..tasks import TASK_FOR_DEGRADATION
 from ..tools.registry import get_tool
 from .backends import BackendChoice
 from .card import sft_card
+from .compact import COMPACT_KIND, CompactRows
 from .records import SCENARIOS, search_from_row
 from .shards import Job, data_files, read_manifest, run_job, write_card_files
 
@@ -265,14 +266,21 @@ def build_sft(cfg: SFTConfig, progress: bool = True) -> dict:
 
     labeled = Path(cfg.labeled)
     man = read_manifest(labeled)
-    if man is None or man.get("kind") != "labeled":
+    compact = man is not None and man.get("kind") == COMPACT_KIND
+    if compact:  # pixel-free records: images rebuilt from the photos (checked against the stored hashes)
+        rows = CompactRows(labeled, cfg.images)
+        if len(rows) == 0:
+            raise RestoreAgentError(f"{labeled}: no finished shard yet; grow it with `restoreagent job label-compact`")
+        man = {**man, "status": "complete", "n": len(rows)}
+    if man is None or man.get("kind") not in ("labeled", COMPACT_KIND):
         raise RestoreAgentError(f"{labeled}: not a labeled dataset (no manifest.json of kind 'labeled'); make one with `restoreagent label`")
     if man.get("status") != "complete":
         raise RestoreAgentError(f"{labeled}: labeling is not finished ({man.get('done', 0)} of {man.get('n')}); re-run the label command to finish it")
     if not 0 <= cfg.val_fraction < 1 or not 0 <= cfg.clean_stop_prob <= 1:
         raise RestoreAgentError("val fraction must be in [0, 1) and the clean-stop probability in [0, 1]")
     n = int(man["n"])
-    rows = _Rows(data_files(labeled))
+    if not compact:
+        rows = _Rows(data_files(labeled))
     if len(rows) != n:
         raise RestoreAgentError(f"{labeled}: the data files hold {len(rows)} samples, the manifest says {n}")
     roots = {k: Path(v) for k, v in man.get("images_roots", {}).items()}

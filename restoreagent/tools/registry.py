@@ -57,6 +57,31 @@ class Tool:
             raise RuntimeError(f"tool {self.name} returned shape {out.shape} for input {image.shape}")
         return np.clip(out, 0.0, 1.0)
 
+    @property
+    def max_batch(self) -> int:
+        """How many images one call of :meth:`batch` sends through the tool at once (1: no batching)."""
+        return max(1, int(getattr(self._fn, "max_batch", 1)))
+
+    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The tool on each image; networks run equal-sized images as one batch (``max_batch`` at a time).
+
+        Same outputs as calling the tool on each image, up to float rounding of the batched kernels.
+        """
+        run = getattr(self._fn, "batch", None)
+        if run is None or self.max_batch < 2 or len(images) < 2:
+            return [self(im) for im in images]
+        for im in images:
+            if im.ndim != 3 or im.shape[2] != 3:
+                raise ValueError(f"tool {self.name}: expected an (H, W, 3) image, got shape {im.shape}")
+        outs = run([np.ascontiguousarray(im, dtype=np.float32) for im in images])
+        res = []
+        for im, out in zip(images, outs):
+            out = np.asarray(out, dtype=np.float32)
+            if out.shape != im.shape:
+                raise RuntimeError(f"tool {self.name} returned shape {out.shape} for input {im.shape}")
+            res.append(np.clip(out, 0.0, 1.0))
+        return res
+
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, task={self.task!r}, kind={self.spec.kind!r})"
 

@@ -63,7 +63,24 @@ def build_learned_tool(
     fns = guide_functions(meta.get("guides"))
     if not fns:
         return runner
-    return lambda image: runner(stack_guides(image, fns))
+    return GuidedRunner(runner, fns)
 
 
-__all__ = ["TorchRunner", "build_learned_tool", "guide_functions", "resolve_guide", "stack_guides"]
+class GuidedRunner:
+    """A guided network as a tool: the image and its guides' outputs, stacked, through the runner."""
+
+    def __init__(self, runner: TorchRunner, fns):
+        self.runner, self.fns = runner, fns
+
+    @property
+    def max_batch(self) -> int:
+        return self.runner.max_batch
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.runner(stack_guides(image, self.fns))
+
+    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.runner.batch([stack_guides(im, self.fns) for im in images])
+
+
+__all__ = ["GuidedRunner", "TorchRunner", "build_learned_tool", "guide_functions", "resolve_guide", "stack_guides"]
