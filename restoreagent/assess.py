@@ -188,7 +188,7 @@ def _detector_view(image, detector) -> dict:
 # --- the command ---------------------------------------------------------------------------------
 
 
-def add_assess_parser(sub) -> None:
+def add_assess_parser(sub):
     p = sub.add_parser(
         "assess",
         help="score images: no-reference quality, full-reference metrics with --ref, the detector's view",
@@ -201,16 +201,18 @@ def add_assess_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="a JSON list of reports, one per image")
     p.add_argument("--no-detector", action="store_true", help="skip the detector's view")
     p.set_defaults(func=cmd_assess)
+    return p
 
 
-def cmd_assess(args) -> int:
+def cmd_assess(args, detector=None) -> int:
+    """``detector``: an already loaded one (the command line passes its Agent's)."""
     import json
     import sys
 
     from .imageio import load_image
 
     ref = load_image(args.ref) if args.ref else None
-    detector = False if args.no_detector else None
+    detector = False if args.no_detector else detector
     reports, failed = [], 0
     for path in args.images:
         try:

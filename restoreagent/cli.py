@@ -445,6 +445,20 @@ def cmd_detect(args) -> int:
     return detect_files(args, make_agent(args).detector)
 
 
+def _add_assess(sub):
+    from .assess import add_assess_parser
+
+    p = add_assess_parser(sub)
+    add_agent_arguments(p, planner=False)  # the detector's device; the metrics run on the CPU
+    p.set_defaults(func=cmd_assess)
+
+
+def cmd_assess(args) -> int:
+    from .assess import cmd_assess as assess_files
+
+    return assess_files(args, None if args.no_detector else make_agent(args).detector)
+
+
 def _add_bench(sub):
     p = sub.add_parser("bench", help="rank planners' pipelines among all pipelines (RestoreAgent's ranking)")
     add_arguments(p, BenchConfig)
@@ -498,7 +512,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    from .assess import add_assess_parser
     from .labeling.cli import add_dataset_parser, add_label_parser
     from .planners.vlm.extend import add_planner_parser
     from .zoo.cli import add_zoo_parser
@@ -508,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tools,
         _add_plan,
         _add_detect,
-        add_assess_parser,
+        _add_assess,
         _add_run,
         _add_bench,
         _add_job,

@@ -170,6 +170,8 @@ def test_plan_and_detect_take_the_agent_flags(astronaut_png, capsys):
     assert "steps" in json.loads(capsys.readouterr().out)
     assert main(["detect", str(astronaut_png), "--device", "cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["input"] == str(astronaut_png)
+    assert main(["assess", str(astronaut_png), "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["detector"]["degradations"] is not None
     assert main(["plan", str(astronaut_png), "--planner", "no_such_planner"]) == 2
     assert "unknown planner 'no_such_planner'" in capsys.readouterr().err
 
