@@ -1,0 +1,249 @@
+"""The one place the conversation touches the agent: look, plan, offer alternatives, execute, score.
+
+A thin adapter on purpose. Today it calls the agent's parts directly (planner, detector, executor,
+quality measures); when the public API (``restoreagent.api.Agent``: ``plan``, ``detect``,
+``alternatives``, ``assess``) and region-only restoration (``restoreagent.region``) land, these
+methods switch to them and nothing else in the conversation or the page changes.
+
+Not thread-safe: the web server runs every job of every session through one worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalog.learned import severity_ranges
+from ..plan import Plan, Step
+from ..tasks import PHYSICAL_TASK_ORDER, TASK_FOR_DEGRADATION
+from ..tools.registry import available_tools, spec
+from ..tools.fixed_recipe import fixed_recipe
+
+FEATHER = 16  # px: the region's edge blends into the untouched photo over this width
+CONTEXT = 32  # px of the photo around the region that the tools see (so edges get real context)
+
+
+@dataclass
+class StepResult:
+    """One executed step: what ran, how long, and the image after it."""
+
+    task: str
+    tool: str
+    seconds: float
+    image: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "tool": self.tool, "seconds": round(self.seconds, 4)}
+
+
+class Engine:
+    """Planner, detector and tools, loaded on first use and kept (one per process is enough)."""
+
+    def __init__(self, planner: str = "vlm"):
+        self.planner_name = planner
+        self._planner = None
+
+    # -- looking and planning ------------------------------------------------------------------
+    @property
+    def planner(self):
+        if self._planner is None:
+            from ..planners import get_planner
+
+            self._planner = get_planner(self.planner_name)
+        return self._planner
+
+    def detect(self, image: np.ndarray) -> dict:
+        """The detector's view: decided set, every probability, severities (0 mild .. 1 worst)."""
+        from ..perception import default_detector
+
+        d = default_detector().detect(image)
+        return {**d.to_json(), "severity_all": {k: round(v, 3) for k, v in d.severity.items()}}
+
+    def plan(self, image: np.ndarray) -> tuple[list[str], Plan]:
+        """The planner's degradations and plan for an image."""
+        from ..planners import PlanRequest
+
+        answer = self.planner.plan(PlanRequest(image=image))
+        return list(answer.degradations), answer.plan
+
+    def alternatives(self, image: np.ndarray, first: Plan, detection: dict | None, k: int = 8) -> list[Plan]:
+        """Up to ``k`` distinct plans, ``first`` (the planner's) first, then other reasonable ones.
+
+        Until the API's beam-searched alternatives land: the recipe on the detector's set with
+        severity-matched tools, the planner's plan with one step's tool swapped for a neighbouring
+        severity variant, and the recipe on the detector's set plus its next most likely degradation.
+        """
+        from ..planners.baselines import severity_matched_plan
+
+        plans = [first]
+        if detection is not None:
+            found = detection["degradations"]
+            rec = {"chain": [{"name": d, "params": detection["params"].get(d, {})} for d in found]}
+            plans.append(severity_matched_plan(rec))
+        for i, step in enumerate(first):
+            for tool in neighbours(step.task, step.tool):
+                plans.append(Plan(first.steps[:i] + (Step(step.task, tool),) + first.steps[i + 1 :]))
+        if detection is not None:
+            ranked = sorted(detection["probabilities"], key=lambda d: -detection["probabilities"][d])
+            have = set(first.tasks)
+            for d in ranked:
+                task = TASK_FOR_DEGRADATION[d]
+                if task not in have:
+                    plans.append(Plan.of(fixed_recipe(have | {task})))
+                    if len(plans) > k + 2:
+                        break
+        unique: list[Plan] = []
+        for p in plans:
+            if p not in unique:
+                unique.append(p)
+        return unique[:k]
+
+    # -- doing ---------------------------------------------------------------------------------
+    def execute(
+        self,
+        image: np.ndarray,
+        plan: Plan,
+        on_step: Callable[[int, int, Step], None] | None = None,
+    ) -> list[StepResult]:
+        """Run the plan; one result per step (the last one's image is the restored photo)."""
+        from ..executor import run_step
+
+        results = []
+        for i, step in enumerate(plan):
+            if on_step:
+                on_step(i, len(plan), step)
+            image, seconds = run_step(image, step)
+            results.append(StepResult(step.task, step.tool, seconds, image))
+        return results
+
+    def execute_region(
+        self,
+        image: np.ndarray,
+        plan: Plan,
+        mask: np.ndarray,
+        on_step: Callable[[int, int, Step], None] | None = None,
+    ) -> list[StepResult]:
+        """Run the plan on the region ``mask`` (bool H x W) only, feathered into the untouched photo.
+
+        The tools see the region's bounding box grown by ``CONTEXT + FEATHER`` px; pixels further
+        than ``FEATHER`` px from the region are the input's, bit for bit.
+        """
+        weight = feather_weight(mask)
+        ys, xs = np.nonzero(weight > 0)
+        if ys.size == 0:
+            return [StepResult(s.task, s.tool, 0.0, image) for s in plan]
+        h, w = mask.shape
+        y0, y1 = max(0, ys.min() - CONTEXT), min(h, ys.max() + 1 + CONTEXT)
+        x0, x1 = max(0, xs.min() - CONTEXT), min(w, xs.max() + 1 + CONTEXT)
+        crop_steps = self.execute(image[y0:y1, x0:x1], plan, on_step)
+        wc = weight[y0:y1, x0:x1, None]
+        results = []
+        for r in crop_steps:
+            out = image.copy()
+            blended = image[y0:y1, x0:x1] * (1.0 - wc) + r.image * wc
+            out[y0:y1, x0:x1] = np.where(wc > 0, blended, image[y0:y1, x0:x1])
+            results.append(StepResult(r.task, r.tool, r.seconds, out.astype(np.float32)))
+        return results
+
+    def assess(self, image: np.ndarray, piqe: bool = True) -> dict:
+        """No-reference scores (lower is better for each): noise (grey levels), exposure error, PIQE."""
+        from ..quality import exposure_error, noise_level
+        from ..quality import piqe as piqe_score
+
+        t0 = time.perf_counter()
+        scores = {"noise": round(noise_level(image), 3), "exposure": round(exposure_error(image), 4)}
+        if piqe and min(image.shape[:2]) >= 64:
+            scores["piqe"] = round(piqe_score(image), 2)
+        scores["ms"] = round(1000 * (time.perf_counter() - t0), 1)
+        return scores
+
+
+# -- tools: severity ladders and the tools a person can pick ---------------------------------------
+
+def tool_choices(task: str) -> list[str]:
+    """Every tool available here for a task (reserve tools included: a person may prefer one)."""
+    return [s.name for s in available_tools(task)]
+
+
+def ladder(task: str, tool: str) -> list[str]:
+    """The tools of ``tool``'s family (learned or classical) for ``task``, mildest first.
+
+    Tools have mild/mid/severe variants tuned to severity ranges (``severity_ranges.yaml`` and the
+    learned tools' declarations); "stronger" moves up this list, "weaker" down.
+    """
+    ranges = severity_ranges().get(task, {}).get("tools", {})
+    kind = spec(tool).kind
+    here = set(tool_choices(task))
+    family = [t for t in ranges if t in here and spec(t).kind == kind]
+    if tool not in family:
+        return [tool]
+    return sorted(family, key=lambda t: (ranges[t][0], ranges[t][1]))
+
+
+def neighbours(task: str, tool: str) -> list[str]:
+    """The next stronger and next weaker variant of a tool (those that exist)."""
+    rungs = ladder(task, tool)
+    i = rungs.index(tool)
+    return [rungs[j] for j in (i + 1, i - 1) if 0 <= j < len(rungs)]
+
+
+def default_tool(task: str) -> str:
+    """The tool a newly added step gets: the fixed recipe's choice for that task."""
+    return dict(fixed_recipe({task}))[task]
+
+
+def add_step(plan: Plan, task: str) -> Plan:
+    """``plan`` with a step for ``task`` (the recipe's tool), placed before the first step the
+    fixed recipe runs after it; the plan's other steps keep their order."""
+    order = [t for t, _ in fixed_recipe(set(PHYSICAL_TASK_ORDER))]
+    rank = order.index(task) if task in order else len(order)
+    at = next((i for i, s in enumerate(plan) if s.task in order and order.index(s.task) > rank), len(plan))
+    return Plan(plan.steps[:at] + (Step(task, default_tool(task)),) + plan.steps[at:])
+
+
+# -- regions -------------------------------------------------------------------------------------
+
+def box_mask(shape: tuple[int, int], box) -> np.ndarray:
+    """A bool mask of the box ``(x, y, w, h)`` clipped to the image."""
+    h, w = shape
+    x, y, bw, bh = (int(round(float(v))) for v in box)
+    mask = np.zeros((h, w), bool)
+    mask[max(0, y) : max(0, min(h, y + bh)), max(0, x) : max(0, min(w, x + bw))] = True
+    return mask
+
+
+def feather_weight(mask: np.ndarray, feather: int = FEATHER) -> np.ndarray:
+    """1 inside the region, falling linearly to 0 at ``feather`` px outside it, 0 beyond."""
+    import cv2
+
+    outside = (~mask).astype(np.uint8)
+    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 5)
+    return np.clip(1.0 - dist / float(feather), 0.0, 1.0).astype(np.float32)
+
+
+def sky_mask(image: np.ndarray) -> np.ndarray:
+    """A rough sky mask: smooth, bright-or-blue pixels connected to the top edge.
+
+    A heuristic (no segmentation model ships with restoreagent): it finds open skies, and returns
+    an empty mask for photos whose top is not sky, which the caller reports instead of guessing.
+    """
+    import cv2
+
+    img = np.asarray(image, np.float32)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # H in degrees, S and V in [0, 1]
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    grad = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    grad = cv2.GaussianBlur(grad, (0, 0), 3)
+    blue = (hsv[..., 0] > 180) & (hsv[..., 0] < 260) & (hsv[..., 1] > 0.12) & (hsv[..., 2] > 0.35)
+    pale = (hsv[..., 1] < 0.15) & (hsv[..., 2] > 0.7)
+    smooth = grad < 0.25
+    candidate = ((blue | pale) & smooth).astype(np.uint8)
+    n, labels = cv2.connectedComponents(candidate, connectivity=4)
+    top = {int(v) for v in np.unique(labels[0]) if v != 0}
+    mask = np.isin(labels, list(top)) if top else np.zeros(grey.shape, bool)
+    if mask.mean() < 0.02:  # a few bright pixels at the top are not a sky
+        return np.zeros(grey.shape, bool)
+    return mask
