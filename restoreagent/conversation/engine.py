@@ -19,8 +19,8 @@ import numpy as np
 from ..catalog.learned import severity_ranges
 from ..plan import Plan, Step
 from ..tasks import PHYSICAL_TASK_ORDER, TASK_FOR_DEGRADATION
-from ..tools.registry import available_tools, spec
 from ..tools.fixed_recipe import fixed_recipe
+from ..tools.registry import available_tools, spec
 
 FEATHER = 16  # px: the region's edge blends into the untouched photo over this width
 CONTEXT = 32  # px of the photo around the region that the tools see (so edges get real context)

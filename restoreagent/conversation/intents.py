@@ -84,7 +84,8 @@ def parse_intent(text: str, tools: dict[str, str] | None = None) -> dict | None:
     if re.search(r"\b(whole|entire|full|all of the) (image|photo|picture)\b|\beverywhere\b", t):
         return {"action": "region", "kind": "whole"}
     if re.search(r"\bonly\b|\bjust\b|\bregion\b|\bselection\b", t) and re.search(r"\b(box|rectangle|selection|region|area)\b", t):
-        return {"action": "region", "kind": "box"}
+        numbers = re.search(r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", t)  # "only the box 10,20,100,80"
+        return {"action": "region", "kind": "box", **({"box": [int(n) for n in numbers.groups()]} if numbers else {})}
     if re.search(r"\bsky\b", t):
         return {"action": "region", "kind": "sky"}
     if tools:
