@@ -267,3 +267,12 @@ def test_page_end_to_end_in_headless_chromium(live_server, browser, engine, tmp_
     jobs_done(5)
     assert "Undone" in find("#message").text
     print(f"restore shown in the page {restore_seconds:.2f} s after the click")
+
+
+def test_serve_command_refuses_bad_options_in_one_line(capsys):
+    from restoreagent.cli import main
+
+    assert main(["serve", "--queue", "0"]) == 2
+    assert main(["serve", "--planner", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--queue must be at least 1" in err and "unknown planner 'nope'" in err
