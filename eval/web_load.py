@@ -87,9 +87,11 @@ def one_photo(base: str, name: str, data: bytes) -> dict:
     status, png = call(base, "GET", job["session"]["turns"][-1]["image"])
     t3 = time.perf_counter()
     ok = status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
-    return {"name": name, "outcome": "done" if ok else "error", "plan": job["session"]["turns"][-1]["plan"],
+    turn = job["session"]["turns"][-1]
+    return {"name": name, "outcome": "done" if ok else "error", "plan": turn["plan"],
             "upload_s": round(t1 - t0, 3), "look_s": round(t2 - t1, 3), "restore_shown_s": round(t3 - t2, 3),
-            "total_s": round(t3 - t0, 3)}
+            "total_s": round(t3 - t0, 3), "restore_job_s": job["seconds"],  # the server's time for the job
+            "tools_s": round(sum(s["seconds"] for s in turn["steps"]), 3)}  # the tools' share of it
 
 
 def start_server(planner: str, queue: int) -> tuple[subprocess.Popen, str]:
@@ -131,8 +133,10 @@ def main() -> int:
         shown = [r["restore_shown_s"] for r in latency[1:] if r["outcome"] == "done"]
         total = [r["total_s"] for r in latency[1:] if r["outcome"] == "done"]
         print(json.dumps(latency, indent=1))
-        print(f"latency: restore clicked -> picture fetched, median of {len(shown)}: {statistics.median(shown):.2f} s; "
-              f"upload + look + restore + fetch: {statistics.median(total):.2f} s")
+        tools = [r["tools_s"] for r in latency[1:] if r["outcome"] == "done"]
+        print(f"latency: restore clicked -> picture fetched, median of {len(shown)}: {statistics.median(shown):.2f} s "
+              f"(the tools: {statistics.median(tools):.2f} s); upload + look + restore + fetch: "
+              f"{statistics.median(total):.2f} s; load average {os.getloadavg()[0]:.1f}")
 
         results: list[dict] = [{}] * args.clients
         gate = threading.Barrier(args.clients)

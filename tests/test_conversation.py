@@ -39,7 +39,10 @@ TOOLS = {"dct_mid": "denoise", "unet_denoise_high": "denoise", "dejpeg_mild": "d
         ("undo", {"action": "undo"}),
         ("go back", {"action": "undo"}),
         ("only the sky", {"action": "region", "kind": "sky"}),
+        ("the sky is too dark", {"action": "more", "task": "brighten"}),
+        ("no, still noisy", {"action": "more", "task": "denoise"}),
         ("only the box", {"action": "region", "kind": "box"}),
+        ("only the brushed area", {"action": "region", "kind": "mask"}),
         ("just the box 10, 20, 30, 40", {"action": "region", "kind": "box", "box": [10, 20, 30, 40]}),
         ("the whole image again", {"action": "region", "kind": "whole"}),
         ("stronger", {"action": "stronger"}),
@@ -145,6 +148,26 @@ def test_region_leaves_pixels_outside_the_feather_untouched(engine, photo):
     r = s.say("only the box")  # no box drawn or given: asked for, nothing done
     assert r.turn is None and "Draw a box" in r.text
     assert s.say("only the box", box=(500, 500, 10, 10)).turn is None  # outside the photo: said, not done
+
+
+def test_brushed_mask_region_restores_only_there_and_replays(engine, photo):
+    from restoreagent.conversation.engine import mask_to_png
+
+    brushed = np.zeros(photo.shape[:2], bool)
+    brushed[20:60, 30:50] = True
+    brushed[40:50, 50:90] = True  # an L shape no box describes
+    s = Session(photo, engine)
+    s.say("denoise:dct_high")
+    assert s.say("only the brushed area").turn is None  # nothing brushed yet: asked for
+    r = s.say("only the brushed area", mask="data:image/png;base64," + mask_to_png(brushed))
+    assert r.turn.region["kind"] == "mask"
+    outside = feather_weight(brushed) == 0
+    assert np.array_equal(to_uint8(s.image)[outside], to_uint8(photo)[outside])
+    assert not np.array_equal(to_uint8(s.image)[brushed], to_uint8(photo)[brushed])
+    again = replay(json.loads(json.dumps(s.export())), photo, engine)
+    assert again.current.sha256 == s.current.sha256
+    assert "not a readable PNG" in s.say("only the brushed area", mask="bm90IGEgcG5n").text
+    assert s.say("only the brushed area", mask=mask_to_png(np.zeros_like(brushed))).turn is None
 
 
 def test_sky_region_is_found_or_refused_clearly(engine):

@@ -90,6 +90,7 @@ def test_api_restores_downloads_and_refuses_bad_uploads(engine, tmp_path):
     failed = _wait(client, client.post(f"/api/sessions/{sid}/act", json={"action": "set_tool", "task": "denoise", "tool": "nope"}))
     assert failed["status"] == "done" and "unknown tool 'nope'" in failed["reply"]  # an answer, not a crash
     assert client.post(f"/api/sessions/{sid}/say", content=b"{not json").status_code == 400
+    assert client.post(f"/api/sessions/{sid}/say", json={"text": "only the box", "box": "abc"}).status_code == 400
     assert client.post("/api/sessions/nosuch/say", json={"text": "restore"}).status_code == 404
 
     z = zipfile.ZipFile(io.BytesIO(client.get(f"/api/sessions/{sid}/download").content))
@@ -263,9 +264,17 @@ def test_page_end_to_end_in_headless_chromium(live_server, browser, engine, tmp_
     assert "error" in find("#message").get_attribute("class")
     screenshot("web_bad_upload.png")
     find("#photos li.active").click()  # the good photo is still there and the server still answers
-    find("#undo-btn").click()
+    find("#draw-box").click()  # off; brush instead
+    find("#brush").click()
+    ActionChains(d).move_to_element_with_offset(overlay, int(w * 0.1), int(h * 0.2)).click_and_hold() \
+        .move_by_offset(int(w * 0.2), 0).move_by_offset(0, int(h * 0.1)).release().perform()
+    find("#mask-btn").click()
     jobs_done(5)
-    assert "Undone" in find("#message").text
+    assert "Only the brushed area" in find("#message").text
+    screenshot("web_brush.png")
+    find("#undo-btn").click()
+    jobs_done(6)
+    assert "Undone; back to" in find("#message").text and "on the box" in find("#message").text
     print(f"restore shown in the page {restore_seconds:.2f} s after the click")
 
 

@@ -215,6 +215,46 @@ def box_mask(shape: tuple[int, int], box) -> np.ndarray:
     return mask
 
 
+MAX_MASK_BYTES = 8 * 2**20
+
+
+def mask_from_png(data: str, shape: tuple[int, int]) -> np.ndarray:
+    """A brushed mask (a PNG, base64 or a data URL; painted pixels non-zero, or opaque) as bool (H, W)."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from ..errors import RestoreAgentError
+
+    data = data.split(",", 1)[1] if data.startswith("data:") else data
+    if len(data) > MAX_MASK_BYTES:
+        raise RestoreAgentError("the brushed mask is too large (over 8 MB)")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as im:
+            im.load()
+            channel = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as e:
+        raise RestoreAgentError(f"the brushed mask is not a readable PNG ({e})") from None
+    h, w = shape
+    if channel.size != (w, h):
+        channel = channel.resize((w, h), Image.NEAREST)
+    return np.asarray(channel) > 127
+
+
+def mask_to_png(mask: np.ndarray) -> str:
+    """A bool mask as a base64 1-bit PNG (how a region is kept in the conversation's JSON)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).convert("1").save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def feather_weight(mask: np.ndarray, feather: int = FEATHER) -> np.ndarray:
     """1 inside the region, falling linearly to 0 at ``feather`` px outside it, 0 beyond."""
     import cv2

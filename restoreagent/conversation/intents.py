@@ -14,7 +14,7 @@ action              arguments                                        said as
 ``weaker``          ``task`` (optional: every step)                  "weaker", "gentler"
 ``remove``          ``tasks``                                        "don't sharpen", "no deblurring"
 ``set_tool``        ``task``, ``tool``                               "use unet_denoise_high"
-``region``          ``kind`` box | sky | whole, ``box`` x,y,w,h     "only the box", "only the sky"
+``region``          ``kind`` box | mask | sky | whole, ``box``      "only the box", "only the sky"
 ``undo``            -                                                "undo", "go back"
 ``help``            -                                                "help", "?"
 ==================  ===============================================  ==================================
@@ -83,10 +83,12 @@ def parse_intent(text: str, tools: dict[str, str] | None = None) -> dict | None:
         return {"action": "undo"}
     if re.search(r"\b(whole|entire|full|all of the) (image|photo|picture)\b|\beverywhere\b", t):
         return {"action": "region", "kind": "whole"}
+    if re.search(r"\b(only|just)\b", t) and re.search(r"\b(brush\w*|mask|painted)\b", t):
+        return {"action": "region", "kind": "mask"}
     if re.search(r"\bonly\b|\bjust\b|\bregion\b|\bselection\b", t) and re.search(r"\b(box|rectangle|selection|region|area)\b", t):
         numbers = re.search(r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", t)  # "only the box 10,20,100,80"
         return {"action": "region", "kind": "box", **({"box": [int(n) for n in numbers.groups()]} if numbers else {})}
-    if re.search(r"\bsky\b", t):
+    if re.search(r"\b(only|just)\b.*\bsky\b|\bsky only\b", t):  # "the sky is too dark" is not a region
         return {"action": "region", "kind": "sky"}
     if tools:
         named = [name for name in tools if re.search(rf"\b{re.escape(name.lower())}\b", t)]

@@ -26,7 +26,17 @@ from ..errors import RestoreAgentError
 from ..imageio import to_uint8
 from ..plan import Plan, Step, parse_plan, validate_plan
 from ..tasks import TASKS
-from .engine import Engine, StepResult, add_step, box_mask, ladder, sky_mask, tool_choices
+from .engine import (
+    Engine,
+    StepResult,
+    add_step,
+    box_mask,
+    ladder,
+    mask_from_png,
+    mask_to_png,
+    sky_mask,
+    tool_choices,
+)
 from .intents import ACTIONS, EXAMPLES, parse_intent
 
 FORMAT = "restoreagent-conversation/1"
@@ -46,7 +56,9 @@ class Turn:
     action: dict
     reply: str
     plan: Plan
-    region: dict | None  # None: the whole photo; {"kind": "box", "box": [x, y, w, h]} or {"kind": "sky"}
+    # None: the whole photo; {"kind": "box", "box": [x, y, w, h]}, {"kind": "sky"} or
+    # {"kind": "mask", "png": base64 PNG of the brushed mask at the photo's size}
+    region: dict | None
     steps: list[StepResult]
     image: np.ndarray = field(repr=False)  # the picture after this turn (the input when no step ran)
     scores: dict = field(default_factory=dict)
@@ -125,8 +137,9 @@ class Session:
         return self._alternatives
 
     # -- talking ---------------------------------------------------------------------------------
-    def say(self, text: str, box=None, on_step: Progress | None = None) -> Reply:
-        """Interpret ``text`` and act on it. ``box`` (x, y, w, h) is the page's drawn box, if any."""
+    def say(self, text: str, box=None, on_step: Progress | None = None, mask: str | None = None) -> Reply:
+        """Interpret ``text`` and act on it. ``box`` (x, y, w, h) and ``mask`` (a PNG, base64) are
+        what the page has drawn or brushed, if anything."""
         action = None
         if self.interpret is not None:
             action = self.interpret(text)
@@ -139,6 +152,10 @@ class Session:
                 return Reply("Draw a box on the photo first (or give it as x,y,w,h), then say \"only the box\".",
                              action=action)
             action = {**action, "box": [int(round(float(v))) for v in box]}
+        if action.get("action") == "region" and action.get("kind") == "mask" and "mask" not in action:
+            if not mask:
+                return Reply("Brush over the part to restore first, then say \"only the brushed area\".", action=action)
+            action = {**action, "mask": mask}
         return self.act(action, said=text, on_step=on_step)
 
     def act(self, action: dict, said: str | None = None, on_step: Progress | None = None) -> Reply:
@@ -193,14 +210,12 @@ class Session:
             return new, region, alternative, f"Removed {', '.join(s.text() for s in gone)}; plan: {new.text()}."
         if name == "set_tool":
             task, tool = action.get("task"), action.get("tool")
-            if tool in self._tools and not task:
+            if not task and tool in self._tools:
                 task = self._tools[tool]
             step = Step(str(task), str(tool))
-            validate_plan(Plan((step,)))
-            steps = [step if s.task == task else s for s in plan]
-            new = Plan(tuple(steps)) if task in plan.tasks else add_step(plan, task)
-            if task not in plan.tasks:
-                new = Plan(tuple(step if s.task == task else s for s in new))
+            validate_plan(Plan((step,)))  # an unknown tool or task: a message listing what exists
+            base = plan if task in plan.tasks else add_step(plan, task)
+            new = Plan(tuple(step if s.task == task else s for s in base))
             return new, region, alternative, f"Using {tool} for {task}; plan: {new.text()}."
         # more / less / stronger / weaker
         return self._adjust(name, action.get("task"), plan, region, alternative)
@@ -258,7 +273,14 @@ class Session:
             if w < 1 or h < 1:
                 return f"The box {list(box)} is empty or outside the {W}x{H} photo."
             return plan, {"kind": "box", "box": [x, y, w, h]}, alternative, f"Only the box {x},{y} {w}x{h}; plan: {plan.text()}."
-        raise RestoreAgentError(f"unknown region kind {kind!r}; kinds: box, sky, whole")
+        if kind == "mask":
+            mask = mask_from_png(action.get("mask") or "", self.input.shape[:2])
+            if not mask.any():
+                return "The brushed mask is empty: brush over the part to restore first."
+            share = f"{100 * mask.mean():.0f}%"
+            return (plan, {"kind": "mask", "png": mask_to_png(mask)}, alternative,
+                    f"Only the brushed area ({share} of the photo); plan: {plan.text()}.")
+        raise RestoreAgentError(f"unknown region kind {kind!r}; kinds: box, mask, sky, whole")
 
     def _undo(self, said: str, action: dict) -> Reply:
         cur = self.current
@@ -301,6 +323,8 @@ class Session:
             return box_mask(self.input.shape[:2], region["box"])
         if region["kind"] == "sky":
             return sky_mask(self.input)
+        if region["kind"] == "mask":
+            return mask_from_png(region["png"], self.input.shape[:2])
         raise RestoreAgentError(f"unknown region kind {region['kind']!r}")
 
     # -- keeping -----------------------------------------------------------------------------------

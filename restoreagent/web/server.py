@@ -208,12 +208,15 @@ def create_app(
     async def say(sid: str, request: Request):
         body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            return error(400, 'send {"text": "...", "box": [x, y, w, h] (optional)}')
+            return error(400, 'send {"text": "...", "box": [x, y, w, h] (optional), "mask": PNG data URL (optional)}')
         text, box = body["text"][:500], body.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4
+                                    and all(isinstance(v, int | float) for v in box)):
+            return error(400, "a box is [x, y, w, h]: four numbers in the photo's pixels")
 
         def work(s: Session, on_step, job: Job):
             s.look()
-            return s.say(text, box=box, on_step=on_step).text
+            return s.say(text, box=box, on_step=on_step, mask=body.get("mask")).text
 
         return submit(sid, f"say {text!r}", work)
 

@@ -2,7 +2,9 @@
 // Plain JS, no build step. Every piece of work is a job: POST, then poll /api/jobs/ID for progress.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { photos: [], active: null, views: {}, chats: {}, shown: null, box: null, busy: false, jobsDone: 0 };
+const state = { photos: [], active: null, views: {}, chats: {}, shown: null, box: null, brushed: false, busy: false, jobsDone: 0 };
+// The brushed mask, at the photo's own size (white where brushed); sent as a PNG data URL.
+const maskCanvas = document.createElement("canvas");
 
 function setMessage(text, kind) {
   const m = $("message");
@@ -39,6 +41,7 @@ function select(sid) {
   state.active = sid;
   state.shown = null;
   state.box = null;
+  clearBrush();
   drawBox();
   renderPhotos();
   render();
@@ -90,6 +93,7 @@ function setBusy(on) {
   document.body.dataset.busy = on ? "1" : "0";
   for (const id of ["restore-btn", "alt-btn", "undo-btn", "whole-btn", "say-btn"]) $(id).disabled = on;
   $("box-btn").disabled = on || !state.box;
+  $("mask-btn").disabled = on || !state.brushed;
   document.querySelectorAll("#plan select").forEach((s) => (s.disabled = on));
 }
 
@@ -192,7 +196,8 @@ function renderPlan(v, turn) {
   if (turn && turn.region) {
     const li = document.createElement("li");
     li.className = "hint";
-    li.textContent = "only " + (turn.region.kind === "box" ? "the box " + turn.region.box.join(",") : "the " + turn.region.kind);
+    const where = { box: () => "the box " + turn.region.box.join(","), mask: () => "the brushed area", sky: () => "the sky" };
+    li.textContent = "only " + where[turn.region.kind]();
     ol.appendChild(li);
   }
 }
@@ -260,6 +265,13 @@ function drawBox() {
   g.clearRect(0, 0, c.width, c.height);
   $("box-text").textContent = state.box ? "box " + state.box.join(",") : "";
   $("box-btn").disabled = state.busy || !state.box;
+  $("mask-btn").disabled = state.busy || !state.brushed;
+  $("brush-clear").hidden = !state.brushed;
+  if (state.brushed) {  // the brushed strokes, tinted, under the box
+    g.globalAlpha = 0.35;
+    g.drawImage(tint(), 0, 0, c.width, c.height);
+    g.globalAlpha = 1;
+  }
   if (!state.box) return;
   const s = scale();
   const [x, y, w, h] = state.box.map((n) => n / s);
@@ -269,23 +281,67 @@ function drawBox() {
   g.strokeRect(x, y, w, h);
 }
 
+function tint() {
+  const t = document.createElement("canvas");
+  t.width = maskCanvas.width;
+  t.height = maskCanvas.height;
+  const g = t.getContext("2d");
+  g.drawImage(maskCanvas, 0, 0);
+  g.globalCompositeOperation = "source-in";
+  g.fillStyle = "#ff4081";
+  g.fillRect(0, 0, t.width, t.height);
+  return t;
+}
+
+function clearBrush() {
+  const img = $("before-img");
+  maskCanvas.width = img.naturalWidth || 1;
+  maskCanvas.height = img.naturalHeight || 1;
+  state.brushed = false;
+  drawBox();
+}
+
+let lastPaint = null;
+function paint(x, y) {  // x, y in the overlay's pixels; a round stroke from the last point
+  const s = scale(), g = maskCanvas.getContext("2d");
+  if (maskCanvas.width !== $("before-img").naturalWidth) clearBrush();
+  const p = [x * s, y * s], from = lastPaint || p;
+  g.strokeStyle = "#fff";
+  g.lineCap = "round";
+  g.lineWidth = Math.max(8, maskCanvas.width * 0.06);
+  g.beginPath();
+  g.moveTo(from[0], from[1]);
+  g.lineTo(p[0], p[1]);
+  g.stroke();
+  lastPaint = p;
+  state.brushed = true;
+  drawBox();
+}
+
 function setupBox() {
   const c = $("overlay");
-  let start = null;
+  let start = null, brushing = false;
   const at = (e) => {
     const r = c.getBoundingClientRect();
     return [Math.max(0, Math.min(r.width, e.clientX - r.left)), Math.max(0, Math.min(r.height, e.clientY - r.top))];
   };
-  c.addEventListener("mousedown", (e) => { if ($("draw-box").checked) { start = at(e); e.preventDefault(); } });
+  c.addEventListener("mousedown", (e) => {
+    if ($("brush").checked) { brushing = true; paint(...at(e)); e.preventDefault(); }
+    else if ($("draw-box").checked) { start = at(e); e.preventDefault(); }
+  });
   window.addEventListener("mousemove", (e) => {
+    if (brushing) { paint(...at(e)); return; }
     if (!start) return;
     const [x, y] = at(e), s = scale();
     const x0 = Math.min(start[0], x), y0 = Math.min(start[1], y);
     state.box = [x0, y0, Math.abs(x - start[0]), Math.abs(y - start[1])].map((n) => Math.round(n * s));
     drawBox();
   });
-  window.addEventListener("mouseup", () => { start = null; });
-  $("draw-box").addEventListener("change", () => c.classList.toggle("drawing", $("draw-box").checked));
+  window.addEventListener("mouseup", () => { start = null; brushing = false; lastPaint = null; });
+  const modes = () => c.classList.toggle("drawing", $("draw-box").checked || $("brush").checked);
+  $("draw-box").addEventListener("change", () => { if ($("draw-box").checked) $("brush").checked = false; modes(); });
+  $("brush").addEventListener("change", () => { if ($("brush").checked) $("draw-box").checked = false; modes(); });
+  $("brush-clear").onclick = clearBrush;
   window.addEventListener("resize", sizeOverlay);
   $("before-img").addEventListener("load", sizeOverlay);
 }
@@ -306,6 +362,7 @@ function setup() {
   $("alt-btn").onclick = () => say("not satisfied");
   $("undo-btn").onclick = () => say("undo");
   $("box-btn").onclick = () => say("only the box");
+  $("mask-btn").onclick = () => say("only the brushed area", { mask: maskCanvas.toDataURL("image/png") });
   $("whole-btn").onclick = () => act({ action: "region", kind: "whole" }, "whole photo");
   $("say-form").addEventListener("submit", (e) => { e.preventDefault(); const t = $("say-text"); say(t.value); t.value = ""; });
   setupBox();
