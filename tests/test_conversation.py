@@ -120,6 +120,21 @@ def test_undo_walks_back_to_the_input(engine, photo):
     assert s.say("undo").turn is None
 
 
+def test_old_pictures_are_forgotten_and_recomputed_the_same(engine, photo, monkeypatch):
+    import restoreagent.conversation.session as session_module
+    from restoreagent.conversation.session import pixels_sha256
+
+    monkeypatch.setattr(session_module, "KEEP_BYTES", photo.nbytes * 3)  # three pictures: the two newest states
+    s = Session(photo, engine)
+    for plan in ("denoise:dct_low, dejpeg:dejpeg_mild", "denoise:dct_mid", "denoise:dct_high, dejpeg:dejpeg_mild"):
+        s.say(plan)
+    assert s.turns[0].image is None and s.turns[0].steps[0].image is None  # forgotten
+    assert len(s._cache) == 2
+    again = s.pictures(0)
+    assert len(again) == 3 and pixels_sha256(again[-1]) == s.turns[0].sha256
+    assert pixels_sha256(s.image) == s.turns[-1].sha256
+
+
 def test_stronger_at_the_top_says_so(engine, photo):
     s = Session(photo, engine)
     s.say("denoise:unet_denoise_high")

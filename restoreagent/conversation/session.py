@@ -40,6 +40,7 @@ from .engine import (
 from .intents import ACTIONS, EXAMPLES, parse_intent
 
 FORMAT = "restoreagent-conversation/1"
+KEEP_BYTES = 512 << 20  # pictures kept per session (older states are recomputed when looked at again)
 Progress = Callable[[int, int, Step], None]
 
 
@@ -60,7 +61,7 @@ class Turn:
     # {"kind": "mask", "png": base64 PNG of the brushed mask at the photo's size}
     region: dict | None
     steps: list[StepResult]
-    image: np.ndarray = field(repr=False)  # the picture after this turn (the input when no step ran)
+    image: np.ndarray | None = field(repr=False)  # the picture after this turn; None: forgotten (Session.pictures)
     scores: dict = field(default_factory=dict)
     alternative: int = 0  # index in the session's alternatives of the plan this turn started from
     parent: int | None = None  # the turn whose state "undo" returns to (None: the input photo)
@@ -116,7 +117,8 @@ class Session:
 
     @property
     def image(self) -> np.ndarray:
-        return self.current.image if self.current else self.input
+        """The current picture (the input before the first turn)."""
+        return self.pictures(len(self.turns) - 1)[-1] if self.turns else self.input
 
     def look(self) -> dict:
         """The detector's view and the input's scores (computed once)."""
@@ -313,10 +315,34 @@ class Session:
                 steps = self.engine.execute(self.input, plan, on_step)
             else:
                 steps = self.engine.execute_region(self.input, plan, self.region_mask(region), on_step)
-            if len(self._cache) >= 16:  # bounded: a long conversation keeps its recent states
-                self._cache.pop(next(iter(self._cache)))
             self._cache[key] = steps
+            self._forget_old_pictures()
         return self._cache[key]
+
+    def pictures(self, index: int) -> list[np.ndarray]:
+        """Turn ``index``'s pictures: the input, then the picture after each step.
+
+        Old turns' pictures are forgotten to bound memory (:data:`KEEP_BYTES`) and computed again
+        here when asked for: a turn's pictures are a function of the input and its state.
+        """
+        t = self.turns[index]
+        if t.steps and any(s.image is None for s in t.steps):
+            t.steps = self.render(t.plan, t.region)
+        return [self.input] + [s.image for s in t.steps]
+
+    def _forget_old_pictures(self) -> None:
+        """Keep the cache's newest states under :data:`KEEP_BYTES` (the newest always stays)."""
+        used = 0
+        for key in reversed(list(self._cache)):
+            size = sum(s.image.nbytes for s in self._cache[key] if s.image is not None)
+            if used and used + size > KEEP_BYTES:
+                for turn in self.turns:  # the turns drop their references too
+                    if (turn.plan.text(), repr(turn.region)) == key:
+                        turn.steps = [StepResult(s.task, s.tool, s.seconds, None) for s in turn.steps]
+                        turn.image = None
+                del self._cache[key]
+            else:
+                used += size
 
     def region_mask(self, region: dict) -> np.ndarray:
         if region["kind"] == "box":

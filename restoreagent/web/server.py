@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 40  # bytes of one upload; larger bodies are refused before they are read in full
 MAX_PIXELS = 24_000_000  # a session keeps each step's picture in memory: 24 MP is ~290 MB per step
-MAX_SESSIONS = 32  # the oldest session is forgotten beyond this (its pictures are freed)
+MAX_SESSIONS = 16  # the oldest session is forgotten beyond this (its pictures are freed)
+PNG_BYTES = 256 << 20  # encoded pictures kept for the page; the oldest are encoded again when asked for
 STATIC = ("index.html", "app.js", "style.css")
 
 
@@ -81,10 +82,13 @@ class Sessions:
             return None
         key = (sid, turn, step)
         if key not in self._png:
-            image = s.input if t is None or step == 0 else t.steps[step - 1].image
-            if t is not None and step == len(t.steps):
-                image = t.image
-            self._png[key] = png_bytes(image, compress_level=1)  # fast to encode; the page is local
+            image = s.input if t is None else s.pictures(turn)[step]
+            data = png_bytes(image, compress_level=1)  # fast to encode; the page is local
+            with self._lock:
+                self._png[key] = data
+                while sum(len(v) for v in self._png.values()) > PNG_BYTES and len(self._png) > 1:
+                    self._png.pop(next(iter(self._png)))
+            return data
         return self._png[key]
 
 
