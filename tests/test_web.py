@@ -97,7 +97,9 @@ def test_api_restores_downloads_and_refuses_bad_uploads(engine, tmp_path):
     assert sorted(z.namelist()) == ["astronaut_restored.png", "conversation.json", "plan.txt", "report.json"]
     report = json.loads(z.read("report.json"))
     assert report["plan"]["text"] == z.read("plan.txt").decode().strip() == done["session"]["turns"][-1]["plan"]
-    expected = Session(load_image(EXAMPLE), engine).render(parse_plan(report["plan"]["text"]), None)[-1].image
+    from restoreagent.executor import execute
+
+    expected, _ = execute(parse_plan(report["plan"]["text"]), load_image(EXAMPLE))  # what `run --plan` computes
     assert np.array_equal(to_uint8(decode_png(z.read("astronaut_restored.png"))), to_uint8(expected))
 
 
