@@ -63,6 +63,7 @@ class Sessions:
 
     def add(self, session: Session) -> str:
         sid = uuid.uuid4().hex[:12]
+        session.lock = threading.RLock()  # the worker's job and a picture request never touch it at once
         with self._lock:
             self._items[sid] = session
             while len(self._items) > self.limit:
@@ -82,7 +83,8 @@ class Sessions:
             return None
         key = (sid, turn, step)
         if key not in self._png:
-            image = s.input if t is None else s.pictures(turn)[step]
+            with s.lock:  # a forgotten picture is computed again (Session.pictures)
+                image = s.input if t is None else s.pictures(turn)[step]
             data = png_bytes(image, compress_level=1)  # fast to encode; the page is local
             with self._lock:
                 self._png[key] = data
@@ -188,8 +190,9 @@ def create_app(
             def on_step(i, n, step):
                 job.progress(i, n, f"step {i + 1} of {n}: {step.task} with {step.tool}")
 
-            reply = work(s, on_step, job)
-            return {"reply": reply, "session": view(sid, s)}
+            with s.lock:
+                reply = work(s, on_step, job)
+                return {"reply": reply, "session": view(sid, s)}
 
         try:
             job = jobs.submit(label, run)
@@ -261,7 +264,10 @@ def create_app(
     @app.get("/api/sessions/{sid}/conversation.json")
     def conversation(sid: str):
         s = sessions.get(sid)
-        return s.export() if s is not None else error(404, f"no session {sid}")
+        if s is None:
+            return error(404, f"no session {sid}")
+        with s.lock:
+            return s.export()
 
     @app.get("/api/sessions/{sid}/download")
     def download(sid: str):
@@ -269,15 +275,16 @@ def create_app(
         if s is None:
             return error(404, f"no session {sid}")
         stem = Path(s.name).stem or "photo"
-        turn = len(s.turns) - 1
-        png = sessions.png(sid, turn, len(s.turns[turn].steps) if turn >= 0 else 0)
-        report = s.report()
+        with s.lock:  # one consistent state: picture, report and conversation of the same last turn
+            turn = len(s.turns) - 1
+            png = sessions.png(sid, turn, len(s.turns[turn].steps) if turn >= 0 else 0)
+            report, conversation = s.report(), s.export()
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr(f"{stem}_restored.png", png)
             z.writestr("plan.txt", report["plan"]["text"] + "\n")
             z.writestr("report.json", json.dumps(report, indent=2))
-            z.writestr("conversation.json", json.dumps(s.export(), indent=2))
+            z.writestr("conversation.json", json.dumps(conversation, indent=2))
         headers = {"Content-Disposition": f'attachment; filename="{stem}_restored.zip"'}
         return Response(buf.getvalue(), media_type="application/zip", headers=headers)
 
