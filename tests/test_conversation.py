@@ -31,6 +31,8 @@ TOOLS = {"dct_mid": "denoise", "unet_denoise_high": "denoise", "dejpeg_mild": "d
         ("still noisy", {"action": "more", "task": "denoise"}),
         ("it's still too grainy", {"action": "more", "task": "denoise"}),
         ("too dark", {"action": "more", "task": "brighten"}),
+        ("still blurry", {"action": "more", "tasks": ["motion_deblur", "defocus_deblur"]}),
+        ("still out of focus", {"action": "more", "task": "defocus_deblur"}),
         ("make it brighter", {"action": "more", "task": "brighten"}),
         ("too bright now", {"action": "less", "task": "brighten"}),
         ("don't sharpen", {"action": "remove", "tasks": ["motion_deblur", "defocus_deblur", "super_resolve"]}),
@@ -96,12 +98,17 @@ def test_session_turns_undo_and_adjustments(engine, photo):
     assert dict((st.task, st.tool) for st in s.current.plan)["denoise"] == stronger or "strongest" in r.text
     r = s.say("too dark")
     assert "brighten" in r.turn.plan.tasks
+    r = s.say("still blurry")  # neither deblurring step planned: the detector's likelier one is added
+    probs = s.look()["detection"]["probabilities"]
+    likelier = "motion_deblur" if probs["motion_blur"] >= probs["defocus_blur"] else "defocus_deblur"
+    assert likelier in r.turn.plan.tasks
+    s.say("undo")
     r = s.say("no deblurring")
     assert r.turn is None and "no motion_deblur or defocus_deblur" in r.text  # nothing to remove: said, not done
     before_undo = len(s.turns)
     s.say("undo")
     assert "brighten" not in s.current.plan.tasks and len(s.turns) == before_undo + 1  # every turn kept
-    assert s.current.sha256 == s.turns[-3].sha256  # back to the picture before "too dark"
+    assert s.current.sha256 == s.turns[-5].sha256  # back to the picture before "too dark"
     r = s.say("use dct_mid")
     assert dict((st.task, st.tool) for st in r.turn.plan)["denoise"] == "dct_mid"
     r = s.say("blah blah")

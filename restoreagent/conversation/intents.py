@@ -107,12 +107,14 @@ def parse_intent(text: str, tools: dict[str, str] | None = None) -> dict | None:
         if re.search(r"dark|dim|underexposed|brighter|more light|brighten|lighter|\bbright\b", t):
             return {"action": "more", "task": "brighten"}
     if tasks:
-        task = tasks[0]
+        # "still blurry" names a family (motion or defocus deblurring, ...): the session picks the one in
+        # the plan, or the one the detector finds more likely
+        which = {"tasks": list(tasks)} if len(tasks) > 1 and set(tasks) <= set(SHARPEN) else {"task": tasks[0]}
         if re.search(r"too (smooth|soft|plastic|waxy|strong|much)|over|less|weaker|gentler|milder|softer|lighter", t):
-            return {"action": "weaker" if _named_change(t) else "less", "task": task}
+            return {"action": "weaker" if _named_change(t) else "less", **which}
         if re.search(r"stronger|harder|\bmore\b|still|not enough|a lot of|lots of|too (noisy|blurry|hazy|blocky)|-y\b|"
                      r"noisy|blurry|hazy|blocky|grainy|sharper", t):
-            return {"action": "stronger" if _named_change(t) else "more", "task": task}
+            return {"action": "stronger" if _named_change(t) else "more", **which}
     if re.search(r"\b(stronger|harder|more|increase|boost|not enough)\b", t):
         return {"action": "stronger"}
     if re.search(r"\b(weaker|gentler|milder|softer|less|too (much|strong)|overdone|decrease|tone it down)\b", t):

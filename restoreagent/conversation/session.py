@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import RestoreAgentError
 from ..imageio import to_uint8
 from ..plan import Plan, Step, parse_plan, validate_plan
-from ..tasks import TASKS
+from ..tasks import DEGRADATION_FOR_TASK, TASKS
 from .engine import (
     Engine,
     StepResult,
@@ -220,7 +220,13 @@ class Session:
             new = Plan(tuple(step if s.task == task else s for s in base))
             return new, region, alternative, f"Using {tool} for {task}; plan: {new.text()}."
         # more / less / stronger / weaker
-        return self._adjust(name, action.get("task"), plan, region, alternative)
+        task = action.get("task")
+        if not task and action.get("tasks"):  # a family ("blurry"): the one in the plan, else the likeliest
+            family = list(action["tasks"])
+            in_plan = [t for t in family if t in plan.tasks]
+            probs = self.look()["detection"]["probabilities"]
+            task = in_plan[0] if in_plan else max(family, key=lambda t: probs.get(DEGRADATION_FOR_TASK[t], 0.0))
+        return self._adjust(name, task, plan, region, alternative)
 
     def _adjust(self, name: str, task: str | None, plan: Plan, region, alternative):
         if task is not None and task not in TASKS:
