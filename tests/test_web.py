@@ -132,6 +132,57 @@ def test_a_failing_job_is_reported_and_the_worker_goes_on():
     assert bad.status == "error" and "ZeroDivisionError" in bad.error and good.result == "fine"
 
 
+def test_eight_concurrent_uploads_each_end_done_or_busy(live_server_small_queue):
+    """The load target, small: 8 clients at once upload and ask for a restoration; each gets its
+    picture or a clear busy answer, and the server still answers afterwards."""
+    import urllib.error
+    import urllib.request
+
+    base = live_server_small_queue
+    photo = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(to_uint8(load_image(EXAMPLE)[:96, :96])).save(photo, "PNG")
+
+    def post(path, data=b"", kind="application/octet-stream"):
+        req = urllib.request.Request(base + path, data=data, method="POST", headers={"Content-Type": kind})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def client(i, out):
+        status, session = post(f"/api/upload?name=p{i}.png", photo.getvalue())
+        if status != 200:
+            out[i] = ("upload", status, session)
+            return
+        status, body = post(f"/api/sessions/{session['id']}/say", b'{"text": "denoise:dct_mid"}', "application/json")
+        if status == 503:
+            out[i] = ("busy", status, body)
+            return
+        while True:
+            with urllib.request.urlopen(f"{base}/api/jobs/{body['job']}", timeout=60) as r:
+                job = json.loads(r.read())
+            if job["status"] in ("done", "error"):
+                out[i] = (job["status"], 200, job)
+                return
+            time.sleep(0.05)
+
+    out = [None] * 8
+    threads = [threading.Thread(target=client, args=(i, out)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    kinds = [o[0] for o in out]
+    assert set(kinds) <= {"done", "busy"}, out
+    assert kinds.count("done") >= 2  # the running job and the waiting one at least
+    assert all("busy" in o[2]["error"] for o in out if o[0] == "busy")
+    with urllib.request.urlopen(base + "/api/health", timeout=10) as r:
+        assert json.loads(r.read())["ok"]
+
+
 # -- the page in a real browser ------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -144,18 +195,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(engine):
+def _serve(app):
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     t0 = time.time()
     while not server.started and time.time() - t0 < 20:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def live_server(engine):
+    server, thread, url = _serve(create_app(engine))
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def live_server_small_queue(engine):
+    server, thread, url = _serve(create_app(engine, max_waiting=2))
+    yield url
     server.should_exit = True
     thread.join(10)
 
