@@ -170,6 +170,8 @@ def test_region_leaves_pixels_outside_the_feather_untouched(engine, photo):
     r = s.say("only the box")  # no box drawn or given: asked for, nothing done
     assert r.turn is None and "Draw a box" in r.text
     assert s.say("only the box", box=(500, 500, 10, 10)).turn is None  # outside the photo: said, not done
+    assert "cannot use" in s.act({"action": "region", "kind": "box", "box": ["a", 1, 2, 3]}).text
+    assert "unknown tool" in s.act({"action": "set_tool", "task": "denoise", "tool": "nope"}).text
 
 
 def test_brushed_mask_region_restores_only_there_and_replays(engine, photo):

@@ -153,7 +153,7 @@ class Session:
             if box is None:
                 return Reply("Draw a box on the photo first (or give it as x,y,w,h), then say \"only the box\".",
                              action=action)
-            action = {**action, "box": [int(round(float(v))) for v in box]}
+            action = {**action, "box": list(box)}
         if action.get("action") == "region" and action.get("kind") == "mask" and "mask" not in action:
             if not mask:
                 return Reply("Brush over the part to restore first, then say \"only the brushed area\".", action=action)
@@ -174,6 +174,8 @@ class Session:
             change = self._decide(name, action)
         except RestoreAgentError as e:
             return Reply(str(e), action=action)
+        except (TypeError, ValueError) as e:  # malformed arguments from a chat model or a hand-made request
+            return Reply(f"the action {name!r} has arguments I cannot use ({e})", action=action)
         if isinstance(change, str):  # nothing to do; say why
             return Reply(change, action=action)
         plan, region, alternative, reply = change
