@@ -356,3 +356,29 @@ def test_serve_command_refuses_bad_options_in_one_line(capsys):
     assert main(["serve", "--planner", "nope"]) == 2
     err = capsys.readouterr().err
     assert "--queue must be at least 1" in err and "unknown planner 'nope'" in err
+
+
+def test_serve_command_starts_and_serves_the_page():
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "restoreagent.cli", "serve", "--port", str(port), "--planner", PLANNER],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        t0, page = time.time(), None
+        while page is None and time.time() - t0 < 120 and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    page = r.read().decode()
+            except OSError:
+                time.sleep(0.3)
+        assert page is not None and 'id="say-text"' in page, proc.stdout.read() if proc.poll() is not None else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js", timeout=5) as r:
+            assert "runJob" in r.read().decode()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert f"open http://127.0.0.1:{port}/" in out
