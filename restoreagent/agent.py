@@ -11,8 +11,9 @@ prompt lists it as rolled back and the planner picks another tool or stops.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from .executor import execute, run_step
 from .imageio import save_image
 from .plan import Plan, Step
 from .planners import Planner, PlanRequest, get_planner
-from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, resolve_quality_checks
+from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, execute_checked, resolve_quality_checks
+
+log = logging.getLogger("restoreagent")
 
 MAX_STEPS = 8  # a plan has at most one step per task; rollbacks add a few more rounds
 
@@ -35,10 +38,34 @@ def restore_auto(
     save_steps: str | Path | None = None,
     verbose: bool = False,
     quality_check=DEFAULT_QUALITY_CHECK,
+    step_runner: Callable | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Plan and restore ``image``; ``quality_check`` (stepwise only) as in :func:`stepwise_restore`."""
+    """Plan and restore ``image``; ``quality_check`` as in :func:`stepwise_restore`. One-shot, the
+    checks judge each step of the plan as it runs (:func:`restoreagent.quality.execute_checked`).
+
+    ``verbose``: log what the planner saw and each step (logger ``restoreagent``, level INFO).
+    ``step_runner(image, step) -> (image, seconds)`` runs one step (default: the registry's tools)."""
     planner = planner or get_planner("vlm")
     t0 = time.perf_counter()
+    if not stepwise and resolve_quality_checks(quality_check):
+        answer = planner.plan(PlanRequest(image=image))
+        _say(verbose, f"saw: {', '.join(answer.degradations) or 'nothing'}; plan: {answer.plan.text()}")
+        restored, steps = execute_checked(
+            answer.plan,
+            image,
+            quality_check,
+            save_steps=save_steps,
+            on_step=lambda r: _say(verbose, _step_line(r)),
+            step_runner=step_runner,
+        )
+        kept = Plan(tuple(Step(s["task"], s["tool"]) for s in steps if s["kept"]))
+        return restored, {
+            "mode": "one-shot",
+            "answers": [answer.text()],
+            "plan": kept.to_json(),
+            "steps": steps,
+            "seconds": time.perf_counter() - t0,
+        }
     if not stepwise:
         answer = planner.plan(PlanRequest(image=image))
         _say(verbose, f"saw: {', '.join(answer.degradations) or 'nothing'}; plan: {answer.plan.text()}")
@@ -49,7 +76,7 @@ def restore_auto(
                 f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms",
             )
 
-        restored, report = execute(answer.plan, image, save_steps=save_steps, on_step=show)
+        restored, report = execute(answer.plan, image, save_steps=save_steps, on_step=show, step_runner=step_runner)
         return restored, {
             "mode": "one-shot",
             "answers": [answer.text()],
@@ -57,7 +84,7 @@ def restore_auto(
             "seconds": time.perf_counter() - t0,
         }
     run = stepwise_restore(
-        image, planner, save_steps=save_steps, verbose=verbose, quality_check=quality_check
+        image, planner, save_steps=save_steps, verbose=verbose, quality_check=quality_check, step_runner=step_runner
     )
     return run.image, {
         "mode": "stepwise",
@@ -106,6 +133,7 @@ def stepwise_restore(
     save_steps=None,
     verbose: bool = False,
     quality_check: str | QualityCheck | Sequence[QualityCheck | str] | None = DEFAULT_QUALITY_CHECK,
+    step_runner: Callable | None = None,
 ) -> StepwiseRun:
     """Re-plan after every step; roll back the steps the planner or a quality check judges harmful.
 
@@ -116,6 +144,7 @@ def stepwise_restore(
     the mean brightness away from mid-grey; dehazing is not judged (docs/quality_check.md).
     """
     checks = resolve_quality_checks(quality_check)
+    step_runner = step_runner or run_step
     if save_steps is not None:
         Path(save_steps).mkdir(parents=True, exist_ok=True)
     history = History()
@@ -141,7 +170,7 @@ def stepwise_restore(
         step = _next_step(answer.plan, history)
         if step is None:  # stop: nothing left to do, or only steps already judged harmful
             break
-        out, seconds = run_step(current, step)
+        out, seconds = step_runner(current, step)
         rec = {
             "index": len(steps) + 1,
             "task": step.task,
@@ -185,6 +214,17 @@ def _next_step(plan: Plan, history: History) -> Step | None:
     return None
 
 
+def _step_line(rec: dict) -> str:
+    line = f"step {rec['index']}: {rec['task']:<15} {rec['tool']:<22} {rec['seconds'] * 1000:8.1f} ms"
+    if rec.get("added_by"):
+        line += f" (added: {rec['added_by']})"
+    if not rec["kept"]:
+        why = ", ".join(f"{v['check']} worse by {v['worse_by']:g}" for v in rec.get("quality", []) if v["rejected"])
+        line += f" -> rolled back (quality check: {why})"
+    return line
+
+
 def _say(verbose: bool, msg: str) -> None:
+    """Progress messages go to the ``restoreagent`` logger (the CLI shows INFO on stderr)."""
     if verbose:
-        print(msg, flush=True)
+        log.info(msg)

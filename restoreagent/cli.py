@@ -31,21 +31,34 @@ def _add_degrade(sub):
     g.add_argument("--chain", help='e.g. "noise:sigma=25,jpeg:quality=20" (missing parameters are sampled)')
     g.add_argument("--random", type=int, metavar="K", help="K random distinct degradations (1-4)")
     p.add_argument("--seed", type=int, default=0)
+    _add_jpeg_quality(p)
     p.set_defaults(func=cmd_degrade)
+
+
+def _add_jpeg_quality(p) -> None:
+    p.add_argument(
+        "--jpeg-quality", type=int, default=95, metavar="Q", help="quality of a JPEG/WebP output, 1-100 (default 95)"
+    )
+
+
+def _check_jpeg_quality(args) -> None:
+    if not 1 <= args.jpeg_quality <= 100:
+        raise RestoreAgentError(f"--jpeg-quality must be between 1 and 100, got {args.jpeg_quality}")
 
 
 def cmd_degrade(args) -> int:
     from .degradations import degrade
-    from .imageio import atomic_write_text, check_output_path, load_image, save_image
+    from .imageio import check_output_path, check_record_output, load_photo, save_image_with_record
 
-    out = check_output_path(args.output, args.input)
+    out = check_output_path(args.output, args.input, writable=True)  # before any work
+    check_record_output(out, args.input)
+    _check_jpeg_quality(args)
     if args.random is not None and not 1 <= args.random <= 4:
         raise RestoreAgentError(f"--random must be between 1 and 4, got {args.random}")
-    image = load_image(args.input)
+    image, info = load_photo(args.input)
     degraded, record = degrade(image, chain=args.chain, k=args.random, seed=args.seed)
     record = {"input": str(args.input), **record}
-    save_image(degraded, out)
-    atomic_write_text(f"{out}.json", json.dumps(record, indent=2))
+    save_image_with_record(degraded, out, record, quality=args.jpeg_quality, info=info)
     print(
         f"{out}: "
         + ", ".join(
@@ -93,10 +106,57 @@ def cmd_tools(args) -> int:
     return 0
 
 
+def add_agent_arguments(p, planner: bool = True) -> None:
+    """The flags that build the :class:`restoreagent.Agent` (beside the RESTOREAGENT_* variables)."""
+    if planner:
+        p.add_argument(
+            "--planner",
+            default="default",
+            metavar="FOLDER|NAME",
+            help="a trained planner folder, or default (the shipped VLM), fixed+detect, fixed, random",
+        )
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: $RESTOREAGENT_DEVICE, else auto)")
+    p.add_argument(
+        "--tile", type=int, metavar="PX", help="learned tools' tile size in pixels, 0 for none (default: $RESTOREAGENT_TILE, else each tool's)"
+    )
+    p.add_argument("--half", action="store_true", help="float16 on CUDA (default: $RESTOREAGENT_HALF=1)")
+
+
+def make_agent(args):
+    """The Agent the flags describe; a flag wins over its environment variable."""
+    import os
+
+    from .api import Agent
+
+    if args.tile is not None and args.tile < 0:
+        raise RestoreAgentError(f"--tile must be 0 (no tiling) or a size in pixels, got {args.tile}")
+    # the learned tools read these when they are built: set them so that a flag beats the variable
+    if args.device:
+        os.environ["RESTOREAGENT_DEVICE"] = args.device
+    if args.tile is not None:
+        os.environ["RESTOREAGENT_TILE"] = str(args.tile)
+    if args.half:
+        os.environ["RESTOREAGENT_HALF"] = "1"
+    return Agent(
+        planner=getattr(args, "planner", "default"),
+        detector=getattr(args, "detector", None),
+        device=args.device or os.environ.get("RESTOREAGENT_DEVICE", "auto"),
+        tile=args.tile,
+        half=args.half or os.environ.get("RESTOREAGENT_HALF") == "1",
+    )
+
+
 def _add_run(sub):
-    p = sub.add_parser("run", help="restore an image with a given plan (--plan) or a planned one (--auto)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
+    p = sub.add_parser(
+        "run",
+        help="restore images with a given plan (--plan) or a planned one (--auto)",
+        description="One image: -o names the output file. Several images or folders: -o names a folder; each "
+        "output keeps its input's path relative to the folder given, gets a JSON report beside it (OUT.json) "
+        "and summary.json / summary.csv list them all. Outputs already done are skipped (--overwrite redoes "
+        "them); an image that fails gets one error line, the others go on, and the exit status is 2.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="an image file, several, or folders (searched recursively)")
+    p.add_argument("-o", "--output", required=True, help="the output image (one input) or folder (several)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--plan", help='e.g. "denoise:nlm_low, dejpeg:deblock_mild" (see `restoreagent tools`)')
     g.add_argument("--auto", action="store_true", help="let the planner look at the image and decide")
@@ -108,56 +168,90 @@ def _add_run(sub):
     p.add_argument(
         "--quality-check",
         metavar="CHECKS",
-        help="with --stepwise: no-reference checks that roll back a step that made the image worse; a comma "
+        help="with --auto: no-reference checks that roll back a step that made the image worse (one-shot: the "
+        "step is skipped; a brightening step that reveals noise is followed by a matched denoiser); a comma "
         "list of noise, exposure, piqe, or none (default: noise,exposure: deblurring, super-resolution, "
         "denoising, deJPEG and deraining steps must not add noise, brightening must not move the mean "
         "brightness away from mid-grey; each rejected no step that raised PSNR on the test photos and "
         "costs under 10 ms at 512 px. piqe judges only super-resolution, brightening, dehazing and deraining, "
         "as it rejects good denoising and deblurring steps; see docs/quality_check.md)",
     )
-    p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR")
+    p.add_argument(
+        "--alternatives",
+        type=int,
+        metavar="K",
+        help="with --auto, one image: the K best distinct plans, each executed: OUT gets the first, "
+        "OUT_STEM.altN.EXT each one, OUT_STEM.alternatives.png a contact sheet with plans and scores",
+    )
+    p.add_argument("--pick", type=int, metavar="N", help="with --alternatives: execute and keep only the Nth plan (in OUT)")
+    p.add_argument("--overwrite", action="store_true", help="folders: redo outputs that are already done")
+    p.add_argument("--ext", metavar="EXT", help="folders: the outputs' format (png, jpg, ...; default: the input's)")
+    p.add_argument("--save-steps", metavar="DIR", help="keep every intermediate image in DIR (folders: DIR/NAME/)")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    _add_jpeg_quality(p)
+    add_agent_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    from .executor import execute
-    from .imageio import check_output_path, load_image, save_image
-    from .plan import parse_plan
     from .quality import DEFAULT_QUALITY_CHECK, resolve_quality_checks
 
-    out = check_output_path(args.output, args.input)
-    if args.quality_check is not None and not args.stepwise:
-        raise RestoreAgentError("--quality-check needs --auto --stepwise")
-    checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
-    resolve_quality_checks(checks)  # an unknown name fails before anything is loaded
-    image = load_image(args.input)
+    if args.quality_check is not None and not args.auto:
+        raise RestoreAgentError("--quality-check needs --auto")
+    if args.stepwise and not args.auto:
+        raise RestoreAgentError("--stepwise needs --auto")
+    _check_jpeg_quality(args)
+    args.checks = args.quality_check if args.quality_check is not None else DEFAULT_QUALITY_CHECK
+    resolve_quality_checks(args.checks)  # an unknown name fails before anything is loaded
+    if args.plan is not None:
+        from .plan import parse_plan
+
+        if not args.plan.strip():
+            raise RestoreAgentError('--plan is empty; give steps (e.g. "denoise:dct_low") or "--plan none"')
+        args.plan = parse_plan(args.plan)  # a wrong name fails before anything is loaded
+    if args.pick is not None and args.alternatives is None:
+        raise RestoreAgentError("--pick needs --alternatives K")
+    if _is_single(args):
+        if args.ext:
+            raise RestoreAgentError("--ext is for folders; -o names the output file")
+        if args.alternatives is not None:
+            return _run_alternatives(args)
+        return _run_one(args)
+    if args.alternatives is not None:
+        raise RestoreAgentError("--alternatives takes one input image and an output file (-o OUT.png)")
+    from .folders import run_folder
+
+    return run_folder(make_agent(args), args)
+
+
+def _is_single(args) -> bool:
+    """The single-image form of ``run``: one input file, and -o is not a folder (an existing one,
+    or a name without an extension)."""
+    out = Path(args.output)
+    return len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir() and not out.is_dir() and bool(out.suffix)
+
+
+def _restore_kwargs(args) -> dict:
     if args.auto:
-        from .agent import restore_auto
+        return {"plan": "auto", "stepwise": args.stepwise, "quality_check": args.checks}
+    return {"plan": args.plan}
 
-        restored, report = restore_auto(
-            image,
-            stepwise=args.stepwise,
-            save_steps=args.save_steps,
-            verbose=not args.json,
-            quality_check=checks,
-        )
-    else:
-        if args.stepwise:
-            raise RestoreAgentError("--stepwise needs --auto")
-        plan = parse_plan(args.plan)
 
-        def show(rep):
-            if not args.json:
-                print(
-                    f"step {rep.index}: {rep.step.task:<15} {rep.step.tool:<22} {rep.seconds * 1000:8.1f} ms",
-                    flush=True,
-                )
+def _run_one(args) -> int:
+    from .imageio import check_output_dir, check_output_path, load_photo
 
-        restored, report = execute(plan, image, save_steps=args.save_steps, on_step=show)
-        report = report.to_json()
-    save_image(restored, out)
-    report = {"input": str(args.input), "output": str(out), **report}
+    inp = args.inputs[0]
+    # the output side is checked before any work, so a bad -o costs no processing time
+    out = check_output_path(args.output, inp, writable=True)
+    if args.save_steps is not None:
+        check_output_dir(args.save_steps, inp, what="--save-steps folder")
+    image, info = load_photo(inp)
+    if args.plan is not None and not args.plan and not args.json:
+        print("the empty plan: the image is written unchanged")
+    result = make_agent(args).restore(image, save_steps=args.save_steps, **_restore_kwargs(args))
+    result.source, result.info = str(inp), info
+    result.save(out, quality=args.jpeg_quality)
+    report = {"input": str(inp), "output": str(out), **{k: v for k, v in result.report.items() if k != "input"}}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -165,11 +259,54 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _run_alternatives(args) -> int:
+    from .api import contact_sheet
+    from .imageio import check_output_path, load_photo
+
+    k, pick = args.alternatives, args.pick
+    if not args.auto or args.stepwise:
+        raise RestoreAgentError("--alternatives needs --auto (one-shot)")
+    if k < 1:
+        raise RestoreAgentError(f"--alternatives must be at least 1, got {k}")
+    if pick is not None and not 1 <= pick <= k:
+        raise RestoreAgentError(f"--pick must be between 1 and {k}, got {pick}")
+    inp = args.inputs[0]
+    out = check_output_path(args.output, inp)
+    alt_paths = [check_output_path(out.with_name(f"{out.stem}.alt{i}{out.suffix}"), inp) for i in range(1, k + 1)]
+    sheet = check_output_path(out.with_name(f"{out.stem}.alternatives.png"), inp)
+    image, info = load_photo(inp)
+    agent = make_agent(args)
+    results = agent.alternatives(image, k=k, only=pick)
+    for r in results:
+        r.source, r.info = str(inp), info
+    if pick is not None:
+        chosen = results[0]
+        chosen.save(out, quality=args.jpeg_quality)
+        report = {"input": str(inp), "output": str(out), **chosen.report}
+        print(json.dumps(report, indent=2) if args.json else f"wrote {out}: plan {pick} ({chosen.plan.text()})")
+        return 0
+    results[0].save(out, quality=args.jpeg_quality)
+    for r, path in zip(results, alt_paths):
+        r.save(path, quality=args.jpeg_quality)
+        r.report["output"] = str(path)
+    contact_sheet(image, results, sheet)
+    if args.json:
+        print(json.dumps({"input": str(inp), "output": str(out), "sheet": str(sheet), "alternatives": [r.report for r in results]}, indent=2))
+        return 0
+    for i, r in enumerate(results, 1):
+        s = r.report["scores"]
+        print(f"{i}. {r.plan.text():<60} noise {s['noise']:5.2f}  exposure {s['exposure']:.3f}  -> {r.report['output']}")
+    if len(results) < k:
+        print(f"(only {len(results)} distinct plans exist for this image)")
+    print(f"wrote {out} (plan 1), the contact sheet {sheet}; keep another with --pick N")
+    return 0
+
+
 def _add_plan(sub):
     p = sub.add_parser("plan", help="look at an image and print the restoration plan (nothing is written)")
     p.add_argument("input")
-    p.add_argument("--planner", default="vlm", help="planner name (default: the shipped VLM)")
     p.add_argument("--json", action="store_true")
+    add_agent_arguments(p)
     p.set_defaults(func=cmd_plan)
 
 
@@ -177,12 +314,12 @@ def cmd_plan(args) -> int:
     import time
 
     from .imageio import load_image
-    from .planners import PlanRequest, get_planner
 
     image = load_image(args.input)
-    planner = get_planner(args.planner)
+    agent = make_agent(args)
+    agent.planner  # noqa: B018 - load first: the time printed is the planning alone
     t0 = time.perf_counter()
-    answer = planner.plan(PlanRequest(image=image))
+    answer = agent.plan(image)
     ms = 1000 * (time.perf_counter() - t0)
     if args.json:
         print(
@@ -206,6 +343,20 @@ def cmd_plan(args) -> int:
         print(f"  {i}. {step.task:<15} {step.tool}")
     print(f"  ({ms:.0f} ms)")
     return 0
+
+
+def _add_detect(sub):
+    from .perception.cli import add_detect_parser
+
+    p = add_detect_parser(sub)
+    add_agent_arguments(p, planner=False)  # the planner is not used
+    p.set_defaults(func=cmd_detect)
+
+
+def cmd_detect(args) -> int:
+    from .perception.cli import cmd_detect as detect_files
+
+    return detect_files(args, make_agent(args).detector)
 
 
 def _add_bench(sub):
@@ -337,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"restoreagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from .assess import add_assess_parser
     from .labeling.cli import add_dataset_parser, add_label_parser
-    from .perception.cli import add_detect_parser
     from .planners.vlm.extend import add_planner_parser
     from .zoo.cli import add_zoo_parser
 
@@ -346,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_degrade,
         _add_tools,
         _add_plan,
-        add_detect_parser,
+        _add_detect,
+        add_assess_parser,
         _add_run,
         add_chat_parser,
         add_serve_parser,
@@ -361,6 +513,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(quiet: bool) -> None:
+    """The library logs (logger ``restoreagent``); the command shows its INFO lines on stderr."""
+    import logging
+
+    class StderrHandler(logging.Handler):
+        def emit(self, record):  # the stderr of now (tests swap it), after any progress bar
+            print(self.format(record), file=sys.stderr, flush=True)
+
+    logger = logging.getLogger("restoreagent")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        logger.addHandler(StderrHandler())
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+# Commands that, run as the program (not main([...]) from Python), end the process as soon as they
+# return: the interpreter's teardown once torch is imported takes ~0.5 s. They write their outputs
+# (atomically) before returning and start nothing that cleans up at exit (no worker pools, no wandb).
+FAST_EXIT = frozenset({"plan", "run", "detect"})
+
+
+def _exit_now(code: int) -> None:
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -368,6 +551,14 @@ def main(argv=None) -> int:
         args.overrides += take_overrides(parser, extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _log_to_stderr(quiet=getattr(args, "json", False))
+    code = _run_command(args)
+    if argv is None and args.command in FAST_EXIT and "torch" in sys.modules:
+        _exit_now(code)
+    return code
+
+
+def _run_command(args) -> int:
     try:
         return args.func(args)
     except RestoreAgentError as e:

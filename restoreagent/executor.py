@@ -53,8 +53,13 @@ def execute(
     image: np.ndarray,
     save_steps: str | Path | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    step_runner: Callable[[np.ndarray, Step], tuple[np.ndarray, float]] | None = None,
 ) -> tuple[np.ndarray, ExecutionReport]:
-    """Apply the plan's tools in order. ``save_steps`` keeps every intermediate image as PNG."""
+    """Apply the plan's tools in order. ``save_steps`` keeps every intermediate image as PNG.
+
+    ``step_runner`` (default :func:`run_step`) runs one step; the Agent passes its own, whose
+    tools it built with its device and tiling."""
+    step_runner = step_runner or run_step
     report = ExecutionReport(plan)
     t0 = time.perf_counter()
     if save_steps is not None:
@@ -62,7 +67,7 @@ def execute(
         save_steps.mkdir(parents=True, exist_ok=True)
         save_image(image, save_steps / "step0_input.png")
     for i, step in enumerate(plan, start=1):
-        image, seconds = run_step(image, step)
+        image, seconds = step_runner(image, step)
         rep = StepReport(i, step, seconds)
         if save_steps is not None:
             rep.saved_to = str(save_image(image, save_steps / f"step{i}_{step.task}_{step.tool}.png"))

@@ -178,3 +178,94 @@ def resolve_quality_checks(spec) -> tuple[QualityCheck, ...]:
     if len({c.name for c in checks}) != len(checks):
         raise RestoreAgentError(f"a quality check is named twice in {spec!r}")
     return tuple(checks)
+
+
+# --- checked execution of a whole plan (one-shot `run --auto`) ------------------------------------
+#
+# The one-shot agent executes the planner's plan without re-planning, so the same checks judge each
+# step as it runs: a step judged harmful is skipped (the next step runs on the image before it).
+# On real photos (docs/real_photos.md) one-shot `run --auto` without this brightened a photo that
+# was not dark (exposure worse), which the exposure check rejects.
+#
+# Brightening a dark photo also scales up the noise the darkness hid (the noise check does not judge
+# brightening for that reason: the noise grows with the signal). On real low-light photos that noise
+# is then plainly visible, so when a brightening step adds more than the noise check's margin and
+# the plan has no denoising step, the denoiser matched to the noise now measured follows it (the
+# same severity rule the planner's training targets use, restoreagent.catalog.learned
+# .severity_ranges); that step is judged by the noise check like any other.
+
+REVEALS_NOISE = frozenset({"brighten"})
+
+
+def denoiser_for(sigma: float) -> str | None:
+    """The available denoiser whose severity range holds ``sigma`` (grey levels), or the nearest."""
+    from .catalog.learned import severity_ranges
+    from .tools.registry import tools_for_task
+
+    rule = severity_ranges().get("denoise")
+    installed = tools_for_task("denoise")
+    if not installed:
+        return None
+    options = {t: r for t, r in (rule or {}).get("tools", {}).items() if t in installed}
+    if not options:
+        return installed[0]
+    return min(options, key=lambda t: 0 if options[t][0] <= sigma < options[t][1] else min(abs(sigma - options[t][0]), abs(sigma - options[t][1])))
+
+
+def execute_checked(
+    plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK, save_steps=None, on_step=None, step_runner=None
+):
+    """Run ``plan`` step by step, skipping the steps a check judges harmful (see above).
+
+    Returns ``(image, steps)``: every executed step as a record (index, task, tool, seconds, kept;
+    ``rolled_back_by: "quality"`` and the verdicts under ``quality`` as in the stepwise agent; a
+    denoising step added after a brightening step has ``added_by: "noise revealed by brighten"``).
+    ``step_runner(image, step) -> (image, seconds)`` runs one step (default: the registry's tools).
+    """
+    from pathlib import Path
+
+    from .executor import run_step
+    from .imageio import save_image
+    from .plan import Step
+
+    checks = resolve_quality_checks(quality_check)
+    noise_check = QUALITY_CHECKS["noise"]
+    if save_steps is not None:
+        Path(save_steps).mkdir(parents=True, exist_ok=True)
+        save_image(image, Path(save_steps) / "step0_input.png")
+    current, scores, steps = image, {}, []
+    queue = [(step, None) for step in plan]
+    while queue:
+        step, added_by = queue.pop(0)
+        out, seconds = (step_runner or run_step)(current, step)
+        rec = {"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": round(seconds, 4), "kept": True}
+        if added_by:
+            rec["added_by"] = added_by
+        verdicts, out_scores = [], {}
+        for check in checks:
+            if check.judges(step.task, current):
+                if check.name not in scores:
+                    scores[check.name] = check.score(current)
+                out_scores[check.name] = check.score(out)
+                verdicts.append(check.judge(scores[check.name], out_scores[check.name]))
+        if verdicts:
+            rec["quality"] = verdicts
+        if any(v["rejected"] for v in verdicts):
+            rec["kept"] = False
+            rec["rolled_back_by"] = "quality"
+        else:
+            planned = {s.task for s in plan}
+            if step.task in REVEALS_NOISE and "denoise" not in planned and noise_check.judges("denoise", out):
+                before, after = scores.get("noise", noise_level(current)), out_scores.get("noise", noise_level(out))
+                tool = denoiser_for(after) if after - before > noise_check.margin else None
+                if tool is not None:
+                    rec["noise_revealed"] = {"before": round(before, 3), "after": round(after, 3)}
+                    queue.insert(0, (Step("denoise", tool), f"noise revealed by {step.task}"))
+                    out_scores["noise"] = after
+            current, scores = out, out_scores
+        if save_steps is not None:
+            rec["saved_to"] = str(save_image(out, Path(save_steps) / f"step{rec['index']}_{step.task}_{step.tool}.png"))
+        steps.append(rec)
+        if on_step is not None:
+            on_step(rec)
+    return current, steps

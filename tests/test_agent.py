@@ -252,7 +252,7 @@ def test_cli_run_stepwise_quality_check_flag(astronaut_png, tmp_path, monkeypatc
         scripts.append(ScriptedPlanner(["saw: noise | plan: denoise:qc_noisy", "saw: none | plan: none"]))
         return scripts[-1]
 
-    monkeypatch.setattr("restoreagent.agent.get_planner", scripted)
+    monkeypatch.setattr("restoreagent.api.Agent._load_planner", lambda self: scripted(self.planner_name))
     base = ["run", str(astronaut_png), "--auto", "--stepwise", "--json"]
 
     def run(*extra, out):
@@ -272,10 +272,10 @@ def test_cli_run_stepwise_quality_check_flag(astronaut_png, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "unknown quality check 'niqe'" in err and "noise, exposure, piqe, none" in err
     assert (
-        main(["run", str(astronaut_png), "-o", str(tmp_path / "e.png"), "--auto", "--quality-check", "none"])
+        main(["run", str(astronaut_png), "-o", str(tmp_path / "e.png"), "--plan", "none", "--quality-check", "none"])
         == 2
-    )
-    assert "--quality-check needs --auto --stepwise" in capsys.readouterr().err
+    )  # one-shot --auto is checked too (tests/test_quality_oneshot.py); an explicit plan is not
+    assert "--quality-check needs --auto" in capsys.readouterr().err
     assert not (tmp_path / "d.png").exists() and not (tmp_path / "e.png").exists() and len(scripts) == 3
 
 

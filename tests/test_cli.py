@@ -112,3 +112,83 @@ def test_bench_end_to_end(tmp_path):
     again = json.loads((out / "results.json").read_text())
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("plan_seconds", "search_seconds")} for r in rows]  # noqa: E731
     assert strip(again["rows"]) == strip(result["rows"])  # timings aside, identical
+
+
+# ---- run on folders, alternatives, and the Agent's flags (issue 13) -----------------------------
+
+
+def test_run_folder_keeps_paths_reports_resumes_and_goes_on_after_a_bad_file(tmp_path, astronaut_small, capsys):
+    from restoreagent.imageio import save_image
+
+    src = tmp_path / "photos"
+    save_image(astronaut_small, src / "a.png")
+    save_image(astronaut_small[:64], src / "trip" / "b.jpg")
+    (src / "trip" / "broken.png").write_text("not an image")
+    out = src / "restored"  # inside the input folder: its files are never taken as inputs
+    args = ["run", str(src), "-o", str(out), "--plan", "denoise:dct_low", "--json"]
+    assert main(args) == 2  # the broken file failed, the others were restored
+    captured = capsys.readouterr()
+    assert captured.err.count("restoreagent: error:") == 1 and "broken.png" in captured.err
+    summary = json.loads(captured.out)
+    assert (summary["restored"], summary["failed"], summary["done_before"]) == (2, 1, 0)
+    assert (out / "a.png").is_file() and (out / "trip" / "b.jpg").is_file()  # relative paths and formats kept
+    report = json.loads((out / "trip" / "b.jpg.json").read_text())
+    assert report["input"] == str(src / "trip" / "b.jpg") and report["plan"]["text"] == "denoise:dct_low"
+    assert load_image(out / "trip" / "b.jpg").shape == (64, 128, 3)
+    assert json.loads((out / "summary.json").read_text())["images"] == 3
+    assert (out / "summary.csv").read_text().splitlines()[0] == "input,output,status,plan,seconds,error"
+    # a second run skips what is done; --overwrite redoes it
+    before = (out / "a.png").stat().st_mtime_ns
+    assert main(args) == 2
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["restored"], summary["done_before"], summary["images"]) == (0, 2, 3)
+    assert (out / "a.png").stat().st_mtime_ns == before
+    assert main([*args, "--overwrite", "--ext", "png"]) == 2
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["restored"] == 2 and (out / "trip" / "b.png").is_file()
+
+
+def test_run_several_files_to_a_folder_and_flag_errors(tmp_path, astronaut_png, capsys):
+    other = tmp_path / "other.png"
+    other.write_bytes(astronaut_png.read_bytes())
+    assert main(["run", str(astronaut_png), str(other), "-o", str(tmp_path / "out"), "--plan", "none"]) == 0
+    assert (tmp_path / "out" / "astronaut.png").is_file() and (tmp_path / "out" / "other.png").is_file()
+    capsys.readouterr()
+    for extra, needle in (
+        (["--plan", "none", "--pick", "1"], "--pick needs --alternatives"),
+        (["--auto", "--alternatives", "2"], "--alternatives takes one input image"),
+        (["--plan", "none", "--tile", "-3"], "--tile must be 0"),
+        (["--plan", "none", "--jpeg-quality", "0"], "--jpeg-quality must be between 1 and 100"),
+    ):
+        assert main(["run", str(astronaut_png), str(other), "-o", str(tmp_path / "o2"), *extra]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_plan_and_detect_take_the_agent_flags(astronaut_png, capsys):
+    assert main(["plan", str(astronaut_png), "--planner", "fixed", "--device", "cpu", "--tile", "0", "--json"]) == 0
+    assert "steps" in json.loads(capsys.readouterr().out)
+    assert main(["detect", str(astronaut_png), "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["input"] == str(astronaut_png)
+    assert main(["plan", str(astronaut_png), "--planner", "no_such_planner"]) == 2
+    assert "unknown planner 'no_such_planner'" in capsys.readouterr().err
+
+
+def test_run_alternatives_contact_sheet_and_pick(tmp_path, astronaut_small, capsys):
+    from restoreagent.degradations import degrade
+    from restoreagent.imageio import save_image
+
+    bad, _ = degrade(astronaut_small, chain="noise:sigma=25,jpeg:quality=20", seed=0)
+    src = save_image(bad, tmp_path / "bad.png")
+    out = tmp_path / "out.png"
+    assert main(["run", str(src), "-o", str(out), "--auto", "--alternatives", "3", "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    plans = [a["plan"]["text"] for a in report["alternatives"]]
+    assert len(plans) == 3 and len(set(plans)) == 3
+    assert (tmp_path / "out.alternatives.png").is_file() and all((tmp_path / f"out.alt{i}.png").is_file() for i in (1, 2, 3))
+    np.testing.assert_array_equal(load_image(out), load_image(tmp_path / "out.alt1.png"))
+    picked = tmp_path / "picked.png"
+    assert main(["run", str(src), "-o", str(picked), "--auto", "--alternatives", "3", "--pick", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["text"] == plans[1]
+    np.testing.assert_array_equal(load_image(picked), load_image(tmp_path / "out.alt2.png"))
+    assert not (tmp_path / "picked.alt1.png").exists()  # --pick keeps one

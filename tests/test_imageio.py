@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restoreagent.errors import ImageError
+from restoreagent.errors import ImageError, RestoreAgentError
 from restoreagent.imageio import check_output_path, load_image, save_image
 
 
@@ -110,3 +110,132 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, astronaut_small):
     save_image(astronaut_small, tmp_path / "o.png")
     save_image(astronaut_small * 0.5, tmp_path / "o.png")  # overwrite an older output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+# --- photo-grade files: bit depth, ICC profile, EXIF, JPEG quality (issue 13) ---------------------
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_16bit_png_in_gives_16bit_png_out_with_its_icc_profile(tmp_path):
+    import cv2
+
+    from restoreagent.imageio import PhotoInfo, load_photo
+
+    rgb = (np.random.default_rng(0).random((12, 17, 3)) * 65535).astype(np.uint16)
+    icc = _srgb_profile()
+    src = save_image(rgb / 65535.0, tmp_path / "in.png", info=PhotoInfo(bit_depth=16, icc_profile=icc))
+    image, info = load_photo(src)
+    assert info.bit_depth == 16 and info.icc_profile == icc
+    out = save_image(image, tmp_path / "out.png", info=info)
+    raw = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and np.array_equal(raw[:, :, ::-1], rgb)  # every one of the 16 bits
+    with Image.open(out) as im:
+        assert im.info["icc_profile"] == icc
+
+
+def test_16bit_tiff_in_gives_16bit_tiff_out(tmp_path):
+    import cv2
+
+    from restoreagent.imageio import load_photo
+
+    rgb = (np.random.default_rng(1).random((9, 11, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in.tif"), rgb[:, :, ::-1])
+    image, info = load_photo(tmp_path / "in.tif")
+    assert info.bit_depth == 16
+    out = save_image(image, tmp_path / "out.tiff", info=info)
+    raw = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and np.array_equal(raw[:, :, ::-1], rgb)
+
+
+def test_8bit_input_stays_8bit(tmp_path, astronaut_small):
+    from restoreagent.imageio import load_photo
+
+    image, info = load_photo(save_image(astronaut_small, tmp_path / "a.png"))
+    assert info.bit_depth == 8
+    with Image.open(save_image(image, tmp_path / "b.png", info=info)) as im:
+        assert im.mode == "RGB"
+
+
+def test_jpeg_with_exif_gives_jpeg_with_exif_orientation_reset(tmp_path):
+    from restoreagent.imageio import load_photo
+
+    arr = np.zeros((4, 8, 3), np.uint8)
+    arr[:, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    exif[0x010F] = "TestCam"  # Make
+    icc = _srgb_profile()
+    Image.fromarray(arr).save(tmp_path / "in.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    image, info = load_photo(tmp_path / "in.jpg")
+    assert image.shape == (8, 4, 3)  # turned upright
+    out = save_image(image, tmp_path / "out.jpg", info=info)
+    with Image.open(out) as im:
+        got = im.getexif()
+        assert got[0x010F] == "TestCam" and got[0x0112] == 1  # carried, orientation reset
+        assert im.info["icc_profile"] == icc
+        assert im.size == (4, 8)
+
+
+def test_jpeg_quality_changes_the_file(tmp_path, astronaut_small):
+    low = save_image(astronaut_small, tmp_path / "low.jpg", quality=20).stat().st_size
+    high = save_image(astronaut_small, tmp_path / "high.jpg", quality=98).stat().st_size
+    assert low < high / 2
+    with pytest.raises(RestoreAgentError, match="quality"):
+        save_image(astronaut_small, tmp_path / "bad.jpg", quality=0)
+
+
+def test_float32_rgb_tiff_loads(tmp_path):
+    import cv2
+
+    rgb = np.random.default_rng(2).random((6, 5, 3)).astype(np.float32)
+    cv2.imwrite(str(tmp_path / "f.tif"), rgb[:, :, ::-1])
+    assert np.allclose(load_image(tmp_path / "f.tif"), rgb, atol=1e-6)
+
+
+def test_animated_gif_says_first_frame_is_used(tmp_path, caplog):
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with caplog.at_level("WARNING", logger="restoreagent"):
+        img = load_image(tmp_path / "a.gif")
+    assert "only the first frame" in caplog.text
+    assert img[0, 0, 0] > 0.9 and img[0, 0, 2] < 0.1
+
+
+def test_pixel_limit_follows_the_environment_not_pillows(tmp_path, monkeypatch):
+    Image.new("RGB", (100, 100)).save(tmp_path / "p.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # Pillow's own limit must not pre-empt ours
+    assert load_image(tmp_path / "p.png").shape == (100, 100, 3)
+    monkeypatch.setenv("RESTOREAGENT_MAX_PIXELS", "5000")
+    with pytest.raises(ImageError, match="RESTOREAGENT_MAX_PIXELS"):
+        load_image(tmp_path / "p.png")
+    monkeypatch.setenv("RESTOREAGENT_MAX_PIXELS", "abc")
+    with pytest.raises(RestoreAgentError, match="RESTOREAGENT_MAX_PIXELS='abc'"):
+        load_image(tmp_path / "p.png")
+
+
+def test_run_command_keeps_16_bits_icc_and_exif(tmp_path):
+    import cv2
+
+    from restoreagent.cli import main
+    from restoreagent.imageio import PhotoInfo
+
+    rgb = (np.random.default_rng(3).random((40, 48, 3)) * 65535).astype(np.uint16)
+    icc = _srgb_profile()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = save_image(rgb / 65535.0, tmp_path / "in.png", info=PhotoInfo(16, icc, exif.tobytes()))
+    out = tmp_path / "out.png"
+    assert main(["run", str(src), "-o", str(out), "--plan", "brighten:gamma_mild"]) == 0
+    raw = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and len(np.unique(raw)) > 256  # not 8 bits in a 16-bit file
+    with Image.open(out) as im:
+        assert im.info["icc_profile"] == icc and im.getexif()[0x010F] == "TestCam"
+    jpg = tmp_path / "out.jpg"
+    assert main(["run", str(src), "-o", str(jpg), "--plan", "none", "--jpeg-quality", "40"]) == 0
+    with Image.open(jpg) as im:
+        assert im.info["icc_profile"] == icc and im.getexif()[0x010F] == "TestCam"

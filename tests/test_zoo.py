@@ -22,6 +22,7 @@ import yaml
 from safetensors.torch import save_file
 
 from restoreagent.cli import main as cli_main
+from restoreagent.errors import RestoreAgentError
 from restoreagent.tasks import CORE_TASKS, TASKS
 from restoreagent.tools import registry
 from restoreagent.zoo import hub, models
@@ -370,7 +371,8 @@ def test_tampered_cache_file_is_caught_by_verify_and_by_the_loader(zoo, capsys):
     assert cli_main(["zoo", "verify"]) == 2
     out = capsys.readouterr().out
     assert "t_nafnet: CHECKSUM MISMATCH" in out and "t_sr_x2: not downloaded" in out
-    with pytest.raises(ChecksumError):
+    assert not registry.spec("t_nafnet").available  # a damaged file is not "available" (issue 13)
+    with pytest.raises(RestoreAgentError, match="sha256"):
         registry.get_tool("t_nafnet")
     assert models.download("t_nafnet", progress=False).action == "downloaded"  # a bad cached file is replaced
     assert cli_main(["zoo", "verify", "t_nafnet"]) == 0

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from ..errors import UnknownNameError
+from . import load_yaml
 from .spec import ToolSpec
 
 BUILDER = "restoreagent.tools.learned:build_learned_tool"
@@ -58,7 +57,7 @@ def learned_tools() -> dict[str, LearnedTool]:
     out = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            raw = yaml.safe_load(entry.read_text())
+            raw = load_yaml(entry.read_text())
             name = entry.name.removesuffix(".yaml")
             raw["guides"] = tuple(raw.get("guides") or ())
             if raw.get("severity") is not None:
@@ -78,7 +77,7 @@ def learned_tool(name: str) -> LearnedTool:
 def severity_ranges() -> dict:
     """Task -> {param, tools: {tool: [lo, hi]}}: the learned tools' declared ranges first (ordered by
     their lower bound), then the classical tools' (``severity_ranges.yaml``)."""
-    table = yaml.safe_load(resources.files(__package__).joinpath("severity_ranges.yaml").read_text())
+    table = load_yaml(resources.files(__package__).joinpath("severity_ranges.yaml").read_text())
     for task, rule in table.items():
         learned = sorted((t for t in learned_tools().values() if t.task == task and t.severity is not None),
                          key=lambda t: t.severity[0])

@@ -46,6 +46,10 @@ class ToolSpec:
         if self.weights and not weights_path(self.weights).exists():
             hint = f" (restoreagent zoo download {self.name})" if self.kind == "hub" else ""
             why.append(f"weight file {self.weights}{hint}")
+        elif self.weights and self.params.get("sha256") and not verified_file(
+            weights_path(self.weights), self.params["sha256"]
+        ):  # a damaged or replaced download is not "available" (it would abort a label run)
+            why.append(f"weight file {self.weights} does not match its sha256 (restoreagent zoo download {self.name})")
         return why
 
     @property
@@ -70,3 +74,40 @@ def weights_path(rel: str) -> Path:
     """A catalogue ``weights`` entry as a path (relative ones: inside the installed package)."""
     p = Path(rel)
     return p if p.is_absolute() else Path(str(resources.files("restoreagent"))) / rel
+
+
+def verified_file(path, sha256: str) -> bool:
+    """Whether the file at ``path`` has the given SHA-256.
+
+    Hashing a model file takes seconds, and ``tools`` asks about every tool, so a good result is
+    remembered in ``FILE.verified`` (digest, size, modification time) and the file is re-hashed
+    only when it changed since.
+    """
+    import hashlib
+    import os
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    key = f"{sha256} {st.st_size} {st.st_mtime_ns}"
+    stamp = path.with_name(path.name + ".verified")
+    try:
+        if stamp.read_text().strip() == key:
+            return True
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != sha256:
+        return False
+    try:  # best effort: a read-only cache just means hashing again next time
+        tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(key + "\n")
+        os.replace(tmp, stamp)
+    except OSError:
+        pass
+    return True

@@ -31,9 +31,11 @@ def add_label_parser(sub) -> None:
 
 
 def cmd_label(args) -> int:
+    from ..imageio import check_output_dir
     from .labeler import label_dataset
 
     cfg = from_args(LabelConfig, args)
+    check_output_dir(cfg.out, what="--out folder")  # a file there, or no write access: one line, nothing created
     summary = label_dataset(cfg, progress=not args.no_progress)
     if args.json:
         print(json.dumps(summary, indent=1))

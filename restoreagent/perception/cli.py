@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import RestoreAgentError
 
 
-def add_detect_parser(sub) -> None:
+def add_detect_parser(sub):
     p = sub.add_parser(
         "detect",
         help="report which degradations each image carries, with probabilities and severities",
@@ -22,6 +22,7 @@ def add_detect_parser(sub) -> None:
     p.add_argument("--detector", metavar="FOLDER", help="a trained detector folder (default: the shipped one)")
     p.add_argument("--max-tiles", type=int, default=16, metavar="N", help="128 px tiles scored per image (default 16)")
     p.set_defaults(func=cmd_detect)
+    return p
 
 
 def expand_paths(paths) -> list[Path]:
@@ -36,7 +37,8 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def cmd_detect(args) -> int:
+def cmd_detect(args, detector=None) -> int:
+    """``detector``: an already loaded one (the command line passes its Agent's)."""
     from tqdm.auto import tqdm
 
     from ..imageio import load_image
@@ -49,11 +51,11 @@ def cmd_detect(args) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise RestoreAgentError(f"{', '.join(args.paths)}: no files found")
-    detector = Detector(args.detector, max_tiles=args.max_tiles)
+    detector = detector or Detector(args.detector, max_tiles=args.max_tiles)
     results, failed = [], 0
     for path in tqdm(files, desc="detect", unit="image", disable=None if len(files) > 1 else True, file=sys.stderr):
         try:
-            d = detector.detect(load_image(path))
+            d = detector.detect(load_image(path), max_tiles=args.max_tiles)
         except RestoreAgentError as e:
             failed += 1
             msg = str(e) if str(path) in str(e) else f"{path}: {e}"

@@ -74,11 +74,6 @@ class Detector:
         meta_path = folder / "detector.json"
         if not meta_path.exists():
             raise RestoreAgentError(f"no detector in {folder} (missing detector.json); {TRAIN_HINT}")
-        import torch
-        from safetensors.torch import load_file
-
-        from .model import DegradationNet, NetConfig
-
         self.folder = folder
         self.meta = json.loads(meta_path.read_text())
         self.labels: list[str] = list(self.meta["labels"])
@@ -87,11 +82,29 @@ class Detector:
         self.b = np.asarray(self.meta["platt_b"], np.float64)
         self.thresholds = np.asarray(self.meta["thresholds"], np.float64)
         self.max_tiles = int(max_tiles)
-        self.device = torch.device(device)
-        self.model = DegradationNet(NetConfig.from_dict(self.meta["net"]))
-        state = load_file(str(folder / "model.safetensors"))
-        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        self.model.to(self.device).eval()
+        self._device = device
+        self._model = None
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device(self._device)
+
+    @property
+    def model(self):
+        """The network, loaded on first use: :meth:`decide` alone (e.g. on the planner's own tower
+        outputs) needs only the calibration, not torch."""
+        if self._model is None:
+            from safetensors.torch import load_file
+
+            from .model import DegradationNet, NetConfig
+
+            model = DegradationNet(NetConfig.from_dict(self.meta["net"]))
+            state = load_file(str(self.folder / "model.safetensors"))
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            self._model = model.to(self.device).eval()
+        return self._model
 
     def tiles(self, image: np.ndarray, max_tiles: int | None = None) -> np.ndarray:
         """(N, 3, T, T) float32 tiles of an (H, W, 3) image (at most ``max_tiles``, default the detector's)."""

@@ -17,7 +17,10 @@ from .base import PlanRequest
 
 def _true_tasks(request: PlanRequest) -> list[str]:
     if request.degradations is None:
-        raise RestoreAgentError("baseline planners need the true degradations (PlanRequest.degradations)")
+        raise RestoreAgentError(
+            "this baseline planner needs the true degradations (PlanRequest.degradations), which a photo "
+            "does not carry; on a photo use the planner 'vlm' or 'fixed+detect'"
+        )
     return [TASK_FOR_DEGRADATION[d] for d in request.degradations]
 
 
@@ -27,8 +30,8 @@ class RandomPlanner:
     name = "random"
 
     def plan(self, request: PlanRequest) -> Answer:
-        rng = np.random.default_rng([request.seed, 7919])
         tasks = _true_tasks(request)
+        rng = np.random.default_rng([request.seed, 7919])
         order = [tasks[i] for i in rng.permutation(len(tasks))]
         steps = []
         for t in order:
@@ -43,7 +46,8 @@ class FixedPlanner:
     name = "fixed"
 
     def plan(self, request: PlanRequest) -> Answer:
-        return Answer(tuple(request.degradations), Plan.of(fixed_recipe(set(_true_tasks(request)))))
+        tasks = _true_tasks(request)  # first: it explains a missing truth, tuple(None) would not
+        return Answer(tuple(request.degradations), Plan.of(fixed_recipe(set(tasks))))
 
 
 class OraclePlanner:

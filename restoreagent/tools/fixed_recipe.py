@@ -6,14 +6,13 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-import yaml
-
+from ..catalog import load_yaml
 from .registry import tools_for_task
 
 
 @functools.cache
 def _recipe() -> dict:
-    return yaml.safe_load(resources.files("restoreagent.catalog").joinpath("fixed_recipe.yaml").read_text())
+    return load_yaml(resources.files("restoreagent.catalog").joinpath("fixed_recipe.yaml").read_text())
 
 
 def fixed_recipe(tasks, tools=None) -> list[tuple[str, str]]:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import logging
 import os
 from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
-import yaml
 
+from ..catalog import load_yaml
 from ..catalog.learned import learned_tools
 from ..catalog.spec import KINDS, ToolSpec, weights_path
 from ..errors import UnknownNameError, by_name
 from ..tasks import PHYSICAL_TASK_ORDER, TASKS
 from ..zoo.models import hub_tool_specs
+from .tiling import WHOLE_IMAGE_ESTIMATES, classical_tile, needs_tiling, run_tiled
 
 
 def import_ref(ref: str) -> Callable:
@@ -42,7 +44,14 @@ class Tool:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"tool {self.name}: expected an (H, W, 3) image, got shape {image.shape}")
-        out = self._fn(np.ascontiguousarray(image, dtype=np.float32))
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        tile = classical_tile() if self.spec.kind == "classical" else 0
+        if needs_tiling(image.shape, tile):  # bounded memory on large photos (restoreagent.tools.tiling)
+            estimate = WHOLE_IMAGE_ESTIMATES.get(self.spec.function or "")
+            fixed = estimate(image, **self.spec.params) if estimate else {}
+            out = run_tiled(functools.partial(self._fn, **fixed), image, tile)
+        else:
+            out = self._fn(image)
         out = np.asarray(out, dtype=np.float32)
         if out.shape != image.shape:
             raise RuntimeError(f"tool {self.name} returned shape {out.shape} for input {image.shape}")
@@ -60,7 +69,7 @@ def _catalog_specs() -> tuple[ToolSpec, ...]:
     specs = []
     for entry in resources.files("restoreagent.catalog").iterdir():
         if entry.name.startswith("tools") and entry.name.endswith(".yaml"):
-            for raw in yaml.safe_load(entry.read_text()) or []:
+            for raw in load_yaml(entry.read_text()) or []:
                 raw = dict(raw)
                 raw["requires"] = tuple(raw.get("requires", ()))
                 specs.append(ToolSpec(**raw))
@@ -117,7 +126,20 @@ def tools_for_task(task: str) -> list[str]:
     if task not in TASKS:
         raise UnknownNameError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     every = os.environ.get("RESTOREAGENT_ALL_TOOLS") == "1"
-    return [s.name for s in available_tools(task) if s.candidate or every]
+    names = []
+    for s in list_specs(task):
+        missing = s.missing
+        if not missing:
+            if s.candidate or every:
+                names.append(s.name)
+        elif s.kind == "hub" and s.name not in _WARNED and any("sha256" in m for m in missing):
+            _WARNED.add(s.name)  # a damaged download is skipped, loudly, rather than abort a whole job
+            log.warning("tool %s skipped: %s", s.name, "; ".join(missing))
+    return names
+
+
+_WARNED: set[str] = set()
+log = logging.getLogger("restoreagent")
 
 
 def spec(name: str) -> ToolSpec:

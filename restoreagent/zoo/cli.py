@@ -52,7 +52,15 @@ def _status(model) -> str:
     from .models import LOADERS
 
     missing = [m for m in LOADERS[model.loader] + model.requires if importlib.util.find_spec(m) is None]
-    state = "cached" if is_cached(model) else "not downloaded"
+    from ..catalog.spec import verified_file
+    from .hub import cached_path
+
+    if not is_cached(model):
+        state = "not downloaded"
+    elif verified_file(cached_path(model), model.sha256):
+        state = "cached"
+    else:
+        state = "damaged: sha256 mismatch (restoreagent zoo download again)"
     return state + (f"; needs {', '.join(missing)}" if missing else "")
 
 

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from ..catalog import load_yaml
 from ..catalog.spec import ToolSpec
 from ..errors import RestoreAgentError, by_name
 from ..tasks import TASKS
@@ -121,7 +120,7 @@ def _entry(raw: dict, origin: str, shipped: bool) -> ZooModel:
 
 
 def _read(text: str, origin: str, shipped: bool) -> list[ZooModel]:
-    data = yaml.safe_load(text) or []
+    data = load_yaml(text) or []
     if not isinstance(data, list):
         raise ModelListError(f"{origin}: a model list is a YAML list of models")
     return [_entry(raw, origin, shipped) for raw in data]

@@ -337,11 +337,12 @@ class TokenConstraint:
 
 
 def make_logits_processor(constraint: TokenConstraint, prompt_length: int):
-    """A ``transformers`` LogitsProcessor applying ``constraint`` to tokens after ``prompt_length``."""
+    """A logits processor ``(input_ids, scores) -> scores`` applying ``constraint`` to tokens after
+    ``prompt_length``, for ``transformers``' ``generate`` and the lean planner's (a plain callable, so
+    that planning does not import transformers)."""
     import torch
-    from transformers import LogitsProcessor
 
-    class AnswerLogitsProcessor(LogitsProcessor):
+    class AnswerLogitsProcessor:
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
             mask = torch.full_like(scores, float("-inf"))
             for b in range(input_ids.shape[0]):

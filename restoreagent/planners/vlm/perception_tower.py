@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ...perception.model import DegradationNet, NetConfig
+from .lean import perception_tokens
 
 MODEL_TYPE = "restoreagent_perception"
 
@@ -76,16 +77,7 @@ class PerceptionVisionModel(PreTrainedModel):
         if reuse is not None and reuse[0] is pixel_values:
             self._reuse = None
             return reuse[1]
-        b, c, h, w = pixel_values.shape
-        t = self.config.tile
-        if h % t or w % t:
-            raise ValueError(f"the perception tower needs a mosaic of {t}-px tiles, got {h}x{w}")
-        tiles = pixel_values.unfold(2, t, t).unfold(3, t, t)  # (b, c, gh, gw, t, t)
-        gh, gw = tiles.shape[2], tiles.shape[3]
-        tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(b * gh * gw, c, t, t)
-        feats = self.net.features(tiles.to(self.net.stem[1].weight.dtype))
-        tokens = torch.cat([feats, self.net.presence(feats), torch.sigmoid(self.net.severity(feats))], dim=-1)
-        tokens = tokens.reshape(b, gh * gw, -1)
+        tokens = perception_tokens(self.net, pixel_values, self.config.tile)  # the same code as the lean path
         return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=tokens.mean(1), hidden_states=(tokens,))
 
     def load_detector(self, folder) -> None:

@@ -5,8 +5,10 @@
     VLMPlanner("HuggingFaceTB/SmolVLM-256M-Instruct", adapter="runs/planner/y/final/adapter")
 
 The prompt is :func:`restoreagent.dialogue.prompt` in the model's chat template, with the planner
-view of the image (:mod:`.view`). Decoding is greedy and constrained by :mod:`.grammar`, so the
-answer always parses and only names tools that are installed now.
+view of the image (:mod:`.view`). Decoding is greedy (beam search for several answers:
+:meth:`VLMPlanner.generate_texts`) and constrained by :mod:`.grammar`, so the answer always parses
+and only names tools that are installed now. The shipped planner is loaded by :mod:`.lean` (plain
+torch, the same logits, no transformers import; :func:`load_for_planning`).
 """
 
 from __future__ import annotations
@@ -115,7 +117,11 @@ def load_model_and_processor(
     from transformers.utils import logging as hf_logging
 
     from . import perception_tower  # noqa: F401 - registers the detector as a vision model type
+    from .safe_load import check_weight_files
 
+    check_weight_files(model)  # a pickle or a damaged file: a one-line refusal, not a traceback
+    if adapter is not None:
+        check_weight_files(adapter)
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a planner loads quietly (the CLI prints one line per image)
@@ -145,8 +151,52 @@ def load_model_and_processor(
     return net, processor
 
 
+BACKENDS = ("auto", "lean", "transformers")
+
+
+def load_for_planning(model, adapter=None, dtype=None, device="cpu", processor_kwargs=None, backend=None):
+    """(net, processor) for planning: the lean plain-torch path (:mod:`.lean`) when it reproduces the
+    folder exactly -- the shipped planner and folders like it load in a fraction of the time, without
+    transformers -- else transformers (:func:`load_model_and_processor`).
+
+    ``backend``: ``auto`` (default; ``RESTOREAGENT_PLANNER_BACKEND`` overrides), ``lean`` (an error
+    when the folder is not supported) or ``transformers``.
+    """
+    import os
+
+    backend = backend or os.environ.get("RESTOREAGENT_PLANNER_BACKEND") or "auto"
+    if backend not in BACKENDS:
+        raise RestoreAgentError(f"unknown planner backend {backend!r}; backends: {', '.join(BACKENDS)}")
+    if backend != "transformers":
+        why = "a LoRA adapter" if adapter is not None else None
+        why = why or ("processor options" if processor_kwargs else None)
+        why = why or (None if Path(model).is_dir() else "not a local folder")
+        if why is None:
+            from .lean import lean_support
+
+            why = lean_support(model)
+        if why is None:
+            return _load_lean(model, dtype, device)
+        if backend == "lean":
+            raise RestoreAgentError(f"the lean planner path cannot run {model}: {why}")
+    return load_model_and_processor(model, adapter, dtype, device, processor_kwargs)
+
+
+def _load_lean(model, dtype, device):
+    from safetensors import SafetensorError
+
+    from .lean import load_lean
+
+    try:
+        return load_lean(model, dtype=dtype, device=device)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RestoreAgentError(f"cannot load planner model {model!r}: {first}") from None
+
+
 class VLMPlanner:
-    """Planner protocol implementation around a transformers VLM."""
+    """Planner protocol implementation around a VLM: transformers', or the lean plain-torch one
+    (:mod:`.lean`) for the shipped planner and folders like it."""
 
     name = "vlm"
 
@@ -166,16 +216,19 @@ class VLMPlanner:
         net=None,
         processor=None,
         saw: str | None = None,
+        backend: str | None = None,
     ):
         """``tools`` (task -> names) fixes the tool set instead of asking the registry at each plan.
 
         ``num_threads``: torch CPU threads while planning (restored afterwards); by default 1 for
         small models (under 50M parameters), whose layers are too small to gain from more threads and
         lose much when the cores are busy. ``net`` and ``processor`` wrap an already loaded model.
+        ``backend``: how the model is loaded (:func:`load_for_planning`; default: the lean path when it
+        supports the folder).
         """
         if net is None:
             base, adapter = resolve_model(model, adapter)
-            net, processor = load_model_and_processor(base, adapter, dtype, device, processor_kwargs)
+            net, processor = load_for_planning(base, adapter, dtype, device, processor_kwargs, backend)
             meta = (read_meta(adapter) or read_meta(Path(adapter).parent)) if adapter else {}
             meta = meta or read_meta(base)
         else:
@@ -258,14 +311,16 @@ class VLMPlanner:
         """
         import torch
 
-        from .perception_tower import PerceptionVisionModel
-
         if self.saw != "detector" or (history is not None and history.last_step is not None):
             return ""
         detector = default_detector()
         tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
-        if isinstance(tower, PerceptionVisionModel) and enc is not None and "pixel_values" in enc:
-            with torch.inference_mode():
+        # the perception tower (transformers' or the lean path's): it has split_tokens and reuse_once
+        if hasattr(tower, "split_tokens") and hasattr(tower, "reuse_once") and enc is not None and "pixel_values" in enc:
+            # the planner's thread count (1 for small models) here too: on 2 busy cores a second
+            # thread made this 40-ms network several times slower (docs/performance.md)
+            cpu = self.net.device.type == "cpu"
+            with _torch_threads(self.num_threads if cpu else None), torch.inference_mode():
                 out = tower(enc["pixel_values"])
             tower.reuse_once(enc["pixel_values"], out)
             _, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
@@ -319,6 +374,72 @@ class VLMPlanner:
         self.last_seconds = time.perf_counter() - t0
         return self.last_text
 
+    def generate_texts(self, image, history: History | None = None, k: int = 4) -> list[str]:
+        """Up to ``k`` distinct constrained answers, best first (beam search with ``k`` beams).
+
+        The answers "not satisfied? the next plan" offers (:meth:`restoreagent.Agent.alternatives`):
+        beams are ranked by the model's total log-probability, so the first is usually the greedy
+        answer. Beams that spell the same text in different tokens are merged.
+        """
+
+        if k < 1:
+            raise RestoreAgentError(f"k must be at least 1, got {k}")
+        texts = self._beam_texts(image, history, max(k, 2))  # one beam would be greedy search: one answer
+        if len(texts) < k:  # beams that spelled one answer twice: search wider once
+            texts = self._beam_texts(image, history, 2 * k)
+        return texts[:k]
+
+    def _beam_texts(self, image, history: History | None, beams: int) -> list[str]:
+        import torch
+
+        enc = self.inputs(image, history)
+        n = enc["input_ids"].shape[1]
+        prefix = self.forced_prefix(image, history, enc)
+        if prefix:
+            ids = self.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.net.device)
+            enc["input_ids"] = torch.cat([enc["input_ids"], ids], dim=1)
+            enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ids)], dim=1)
+        grammar = self.grammar(history)
+        con = self.constraint(grammar)
+        max_new = self.max_new_tokens or grammar.max_chars() + 2
+        tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+        try:
+            with (
+                _torch_threads(self.num_threads if self.net.device.type == "cpu" else None),
+                torch.inference_mode(),
+            ):
+                if hasattr(self.net, "select_past"):  # a model whose forward() takes and returns a cache (lean)
+                    rows = beam_search(self.net, enc, n, con, beams, max_new)
+                else:  # transformers
+                    if hasattr(tower, "reuse_once"):  # beams expand pixel_values: the tower runs on the copies
+                        tower.reuse_once(None)
+                    pad = self.tokenizer.pad_token_id
+                    out = self.net.generate(
+                        **enc,
+                        do_sample=False,
+                        num_beams=beams,
+                        num_return_sequences=beams,
+                        early_stopping=True,
+                        max_new_tokens=max_new,
+                        eos_token_id=self.eos_ids,
+                        pad_token_id=pad if pad is not None else self.eos_ids[0],
+                        logits_processor=[make_logits_processor(con, n)],
+                    )
+                    rows = out[:, n:].tolist()
+        finally:
+            if hasattr(tower, "reuse_once"):
+                tower.reuse_once(None)
+        texts: list[str] = []
+        for row in rows:
+            text = con.text(row).strip()
+            if grammar.accepts(text) and text not in texts:
+                texts.append(text)
+        return texts
+
+    def plan_candidates(self, request, k: int = 4) -> list[Answer]:
+        """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
+        return [parse_answer(t, check_tools=self.tools is None) for t in self.generate_texts(request.image, request.history, k)]
+
     def plan(self, request) -> Answer:
         text = self.generate_text(request.image, request.history)
         try:
@@ -327,3 +448,50 @@ class VLMPlanner:
             raise PlanError(
                 f"the VLM planner ({self.source}) answered something that does not parse: {e}"
             ) from None
+
+
+def beam_search(net, enc, prompt_length: int, constraint: TokenConstraint, beams: int, max_new_tokens: int) -> list[list[int]]:
+    """Constrained beam search on a model whose ``forward(input_ids, pixel_values=, past=)`` returns
+    ``(logits, past)`` and whose ``select_past(past, index)`` picks cache rows (the lean path).
+
+    As ``transformers``' beam search: a beam's score is its tokens' log-probabilities under the
+    model (the grammar masks tokens, it does not renormalise), a finished answer is ranked by that
+    sum divided by its length, and the search stops once ``beams`` answers are finished. Returns
+    the generated ids after ``prompt_length`` (forced words included), best first.
+    """
+    import torch
+
+    eos = set(constraint.eos_ids)
+    ids = enc["input_ids"]
+    forced = tuple(ids[0, prompt_length:].tolist())  # words written for the model (the detector's set)
+    logits, past = net(ids, pixel_values=enc.get("pixel_values"))
+    live: list[tuple[tuple[int, ...], float]] = [(forced, 0.0)]
+    finished: list[tuple[float, tuple[int, ...]]] = []
+    last = logits[:, -1, :]
+    for _ in range(max_new_tokens):
+        logp = torch.log_softmax(last.float(), dim=-1)
+        cands = []
+        for b, (seq, score) in enumerate(live):
+            allowed = list(constraint.allowed_after(seq) or constraint.eos_ids)
+            vals = logp[b, allowed]
+            top = torch.topk(vals, min(2 * beams, len(allowed)))
+            cands += [(score + v, b, allowed[i]) for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        cands.sort(key=lambda c: -c[0])
+        nxt = []
+        for score, b, tok in cands:
+            seq = live[b][0] + (tok,)
+            if tok in eos:
+                finished.append((score / (len(seq) - len(forced)), seq))
+            else:
+                nxt.append((seq, score, b))
+            if len(nxt) == beams:
+                break
+        if len(finished) >= beams or not nxt:
+            break
+        past = net.select_past(past, torch.tensor([b for _, _, b in nxt], device=last.device))
+        step = torch.tensor([[seq[-1]] for seq, _, _ in nxt], device=last.device)
+        logits, past = net(step, past=past)
+        last = logits[:, -1, :]
+        live = [(seq, score) for seq, score, _ in nxt]
+    finished.sort(key=lambda f: -f[0])
+    return [list(seq) for _, seq in finished[:beams]]

@@ -18,14 +18,32 @@ Also available but not catalogued (too slow for the exhaustive search, or never 
 generator's degradations): :func:`bm3d_denoise`, :func:`lime_brighten`.
 """
 
-from .brighten import gamma_brighten, lime_brighten
-from .deblur import defocus_deblur, estimate_defocus, estimate_motion, motion_deblur
-from .dehaze import dcp_dehaze
-from .dejpeg import dct_dejpeg
-from .denoise import bm3d_denoise, dct_denoise
-from .derain import streak_derain
-from .desnow import flake_desnow
-from .superres import ibp_sr
+import importlib
+
+# Each function's module, imported on first use: a learned tool guided by one classical tool
+# imports only that family (the deblurring modules import scipy.fft, 0.3 s).
+_MODULES = {
+    "gamma_brighten": "brighten",
+    "lime_brighten": "brighten",
+    "defocus_deblur": "deblur",
+    "estimate_defocus": "deblur",
+    "estimate_motion": "deblur",
+    "motion_deblur": "deblur",
+    "dcp_dehaze": "dehaze",
+    "dct_dejpeg": "dejpeg",
+    "bm3d_denoise": "denoise",
+    "dct_denoise": "denoise",
+    "streak_derain": "derain",
+    "flake_desnow": "desnow",
+    "ibp_sr": "superres",
+}
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(importlib.import_module(f".{_MODULES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "bm3d_denoise",
@@ -42,3 +60,7 @@ __all__ = [
     "motion_deblur",
     "streak_derain",
 ]
+
+
+def __dir__():
+    return sorted(__all__)

@@ -7,7 +7,6 @@ import os
 
 import cv2
 import numpy as np
-from scipy import fft as sfft
 
 # Threads per FFT: all cores by default (one image, one process); the labeler's worker processes
 # set RESTOREAGENT_FFT_WORKERS=1 so K workers do not start K x cores threads.
@@ -89,7 +88,14 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
 
 # --- sliding-window DCT shrinkage ------------------------------------------------------------
 
-_C8 = sfft.dct(np.eye(8), norm="ortho", axis=0).astype(np.float32)  # _C8 @ v == dct(v)
+def _dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix (== scipy.fft.dct(np.eye(n), norm="ortho", axis=0), written out
+    so that importing the tools does not import scipy.fft, ~0.3 s)."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    return np.sqrt(np.where(k == 0, 1.0 / n, 2.0 / n)) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+
+
+_C8 = _dct_matrix(8).astype(np.float32)  # _C8 @ v == dct(v)
 
 
 def sliding_dct(
@@ -186,6 +192,7 @@ def estimate_noise(img: np.ndarray) -> float:
 
 def psf2otf(psf: np.ndarray, shape) -> np.ndarray:
     """Zero-pad the PSF to ``shape``, circularly centre it at the origin, rFFT it."""
+    from scipy import fft as sfft  # imported when an FFT tool runs (0.3 s)
     big = np.zeros(shape, np.float64)
     kh, kw = psf.shape
     big[:kh, :kw] = psf
@@ -206,6 +213,7 @@ def extend(x: np.ndarray, psf: np.ndarray):
     smoothed copy. Errors of the (unknown) true boundary stay in a band at the border.
     Returns the extended image and the slice of the original inside it.
     """
+    from scipy import fft as sfft  # imported when an FFT tool runs (0.3 s)
     h, w = x.shape
     p = 2 * max(psf.shape) + 8
     hh = sfft.next_fast_len(h + 2 * p, real=True)
@@ -224,6 +232,7 @@ def extend(x: np.ndarray, psf: np.ndarray):
 
 
 def _wrap_blur(e: np.ndarray, s: float) -> np.ndarray:
+    from scipy import fft as sfft  # imported when an FFT tool runs (0.3 s)
     h, w = e.shape
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
@@ -234,6 +243,7 @@ def _wrap_blur(e: np.ndarray, s: float) -> np.ndarray:
 def deconv_tikhonov(img: np.ndarray, psf: np.ndarray, lam: float) -> np.ndarray:
     """Regularised inverse filter with a gradient (Tikhonov) prior:
     X = conj(K) Y / (|K|^2 + lam |D|^2), on a boundary-extended image (see ``extend``)."""
+    from scipy import fft as sfft  # imported when an FFT tool runs (0.3 s)
     chans = img if img.ndim == 3 else img[..., None]
     psf = psf.astype(np.float64)
     out = np.empty(chans.shape, np.float32)
@@ -303,6 +313,7 @@ def deconv_hqs(
     (the padding is treated as unknown). Without this, a slanted PSF, which reflection does not
     preserve, makes the padding inconsistent and the error spreads along the blur direction.
     """
+    from scipy import fft as sfft  # imported when an FFT tool runs (0.3 s)
     chans = img if img.ndim == 3 else img[..., None]
     psf = psf.astype(np.float64)
     ext = [extend(chans[..., c].astype(np.float32), psf) for c in range(chans.shape[2])]

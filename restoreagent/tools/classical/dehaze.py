@@ -27,17 +27,30 @@ def atmospheric_light(img: np.ndarray, dark: np.ndarray, top: float = 0.001) -> 
     return img.reshape(-1, 3)[idx].mean(axis=0)
 
 
+def dcp_estimate(image: np.ndarray, patch: int | None = None, **_) -> dict:
+    """The patch size and atmospheric light (A) :func:`dcp_dehaze` uses for ``image``."""
+    p = _patch(image.shape, patch)
+    a = np.maximum(atmospheric_light(image, dark_channel(image, p)), 0.05)
+    return {"patch": p, "airlight": tuple(float(c) for c in a)}
+
+
 def dcp_dehaze(
     image: np.ndarray,
     omega: float = 0.95,
     t0: float = 0.1,
     patch: int | None = None,
     eps: float = 1e-3,
+    airlight: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """Invert I = J t + A (1 - t): ``omega`` keeps that much of the estimated haze (lower for
-    light haze), ``t0`` bounds the transmission from below (higher is gentler)."""
-    p = _patch(image.shape, patch)
-    a = np.maximum(atmospheric_light(image, dark_channel(image, p)), 0.05)
+    light haze), ``t0`` bounds the transmission from below (higher is gentler). ``patch`` and
+    ``airlight`` (A) fix what is otherwise estimated from the image (:func:`dcp_estimate`; the
+    tiling of large photos estimates them once on the whole photo)."""
+    if airlight is None or patch is None:
+        est = dcp_estimate(image, patch)
+        patch, airlight = est["patch"], est["airlight"]
+    p = int(patch)
+    a = np.asarray(airlight, dtype=np.float32)
     t = 1.0 - omega * dark_channel(image / a, p)
     t = guided_filter(luma(image), t.astype(np.float32), 4 * p, eps)
     t = np.maximum(t, t0)[..., None]
