@@ -1,9 +1,9 @@
 """The one place the conversation touches the agent: look, plan, offer alternatives, execute, score.
 
-A thin adapter on purpose. Today it calls the agent's parts directly (planner, detector, executor,
-quality measures); when the public API (``restoreagent.api.Agent``: ``plan``, ``detect``,
-``alternatives``, ``assess``) and region-only restoration (``restoreagent.region``) land, these
-methods switch to them and nothing else in the conversation or the page changes.
+A thin adapter over the public API (:class:`restoreagent.api.Agent`: the planner, detector and
+tools loaded once; its beam-searched ``plans``), so the conversation and the page say nothing about
+how the agent works. Region-only restoration is done here until ``restoreagent.region`` lands on
+main; then :meth:`Engine.execute_region` calls it.
 
 Not thread-safe: the web server runs every job of every session through one worker thread.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..catalog.learned import severity_ranges
 from ..plan import Plan, Step
-from ..tasks import PHYSICAL_TASK_ORDER, TASK_FOR_DEGRADATION
+from ..tasks import PHYSICAL_TASK_ORDER
 from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import available_tools, spec
 
@@ -40,61 +40,32 @@ class StepResult:
 
 
 class Engine:
-    """Planner, detector and tools, loaded on first use and kept (one per process is enough)."""
+    """An :class:`~restoreagent.api.Agent` (planner, detector and tools loaded on first use, kept)."""
 
-    def __init__(self, planner: str = "vlm"):
+    def __init__(self, planner: str = "vlm", device: str = "auto"):
+        from ..api import Agent
+
         self.planner_name = planner
-        self._planner = None
+        self.agent = Agent(planner="default" if planner == "vlm" else planner, device=device)
 
     # -- looking and planning ------------------------------------------------------------------
-    @property
-    def planner(self):
-        if self._planner is None:
-            from ..planners import get_planner
-
-            self._planner = get_planner(self.planner_name)
-        return self._planner
-
     def detect(self, image: np.ndarray) -> dict:
         """The detector's view: decided set, every probability, severities (0 mild .. 1 worst)."""
-        from ..perception import default_detector
-
-        d = default_detector().detect(image)
+        d = self.agent.detect(image)
         return {**d.to_json(), "severity_all": {k: round(v, 3) for k, v in d.severity.items()}}
 
     def plan(self, image: np.ndarray) -> tuple[list[str], Plan]:
         """The planner's degradations and plan for an image."""
-        from ..planners import PlanRequest
-
-        answer = self.planner.plan(PlanRequest(image=image))
+        answer = self.agent.plan(image)
         return list(answer.degradations), answer.plan
 
     def alternatives(self, image: np.ndarray, first: Plan, detection: dict | None, k: int = 8) -> list[Plan]:
-        """Up to ``k`` distinct plans, ``first`` (the planner's) first, then other reasonable ones.
-
-        Until the API's beam-searched alternatives land: the recipe on the detector's set with
-        severity-matched tools, the planner's plan with one step's tool swapped for a neighbouring
-        severity variant, and the recipe on the detector's set plus its next most likely degradation.
-        """
-        from ..planners.baselines import severity_matched_plan
-
-        plans = [first]
-        if detection is not None:
-            found = detection["degradations"]
-            rec = {"chain": [{"name": d, "params": detection["params"].get(d, {})} for d in found]}
-            plans.append(severity_matched_plan(rec))
+        """Up to ``k`` distinct plans, ``first`` (the planner's) first: the API's (the planner's beams
+        and the ``fixed+detect`` recipe), then ``first`` with one step moved one severity variant."""
+        plans = [first] + [a.plan for a in self.agent.plans(image, k)]
         for i, step in enumerate(first):
             for tool in neighbours(step.task, step.tool):
                 plans.append(Plan(first.steps[:i] + (Step(step.task, tool),) + first.steps[i + 1 :]))
-        if detection is not None:
-            ranked = sorted(detection["probabilities"], key=lambda d: -detection["probabilities"][d])
-            have = set(first.tasks)
-            for d in ranked:
-                task = TASK_FOR_DEGRADATION[d]
-                if task not in have:
-                    plans.append(Plan.of(fixed_recipe(have | {task})))
-                    if len(plans) > k + 2:
-                        break
         unique: list[Plan] = []
         for p in plans:
             if p not in unique:
@@ -108,15 +79,14 @@ class Engine:
         plan: Plan,
         on_step: Callable[[int, int, Step], None] | None = None,
     ) -> list[StepResult]:
-        """Run the plan; one result per step (the last one's image is the restored photo)."""
-        from ..executor import run_step
-
+        """Run the plan with the Agent's tools; one result per step (the last one's is the photo)."""
         results = []
         for i, step in enumerate(plan):
             if on_step:
                 on_step(i, len(plan), step)
-            image, seconds = run_step(image, step)
-            results.append(StepResult(step.task, step.tool, seconds, image))
+            t0 = time.perf_counter()
+            image = self.agent.tool(step.tool)(image)
+            results.append(StepResult(step.task, step.tool, time.perf_counter() - t0, image))
         return results
 
     def execute_region(
