@@ -190,7 +190,22 @@ def _add_run(sub):
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     _add_jpeg_quality(p)
     add_agent_arguments(p)
+    _add_run_region_and_fusion(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_run_region_and_fusion(p):
+    """``run``'s region options (docs/region.md) and ``--fuse K`` (docs/fusion.md)."""
+    r = p.add_mutually_exclusive_group()
+    r.add_argument("--box", metavar="X,Y,W,H", help="restore only this box (pixels; top-left corner, size)")
+    r.add_argument("--mask", metavar="MASK.png", help="restore only where this mask (the image's size) is white")
+    r.add_argument("--point", metavar="X,Y", help="restore only what a click here selects (needs --sam-weights)")
+    p.add_argument("--sam-weights", metavar="PATH", help="segment-anything weights: --point or --box then prompt SAM "
+                   "(optional: pip install 'restoreagent[segment]')")
+    p.add_argument("--margin", type=int, default=None, help="px of context the tools see around the region (default 32)")
+    p.add_argument("--feather", type=int, default=None, help="px over which the region fades into the input (default 8)")
+    p.add_argument("--fuse", type=int, metavar="K", help="run the plan and its K-1 neighbours (one step's tool "
+                   "swapped) and blend the K results with the learned fusion network")
 
 
 def cmd_run(args) -> int:
@@ -219,6 +234,8 @@ def cmd_run(args) -> int:
         return _run_one(args)
     if args.alternatives is not None:
         raise RestoreAgentError("--alternatives takes one input image and an output file (-o OUT.png)")
+    if args.fuse is not None or args.box or args.mask or args.point:
+        raise RestoreAgentError("--box/--mask/--point/--fuse take one input image and an output file (-o OUT.png)")
     from .folders import run_folder
 
     return run_folder(make_agent(args), args)
@@ -246,6 +263,8 @@ def _run_one(args) -> int:
     if args.save_steps is not None:
         check_output_dir(args.save_steps, inp, what="--save-steps folder")
     image, info = load_photo(inp)
+    if args.fuse is not None or args.box or args.mask or args.point or args.sam_weights:
+        return _run_region_or_fusion(args, image, info, out)
     if args.plan is not None and not args.plan and not args.json:
         print("the empty plan: the image is written unchanged")
     result = make_agent(args).restore(image, save_steps=args.save_steps, **_restore_kwargs(args))
@@ -299,6 +318,73 @@ def _run_alternatives(args) -> int:
     if len(results) < k:
         print(f"(only {len(results)} distinct plans exist for this image)")
     print(f"wrote {out} (plan 1), the contact sheet {sheet}; keep another with --pick N")
+    return 0
+
+
+def _run_region_or_fusion(args, image, info, out) -> int:
+    """``run`` with --box/--mask/--point (only a region) and/or --fuse K (a blend of K candidates)."""
+    from .fusion import fuse_plan
+    from .region import (
+        FEATHER,
+        MARGIN,
+        load_mask,
+        parse_box,
+        parse_point,
+        restore_region,
+        segment_region,
+    )
+
+    if args.fuse is not None and args.fuse < 1:
+        raise RestoreAgentError(f"--fuse must be at least 1, got {args.fuse}")
+    if args.fuse is not None and args.stepwise:
+        raise RestoreAgentError("--fuse blends one plan's candidates: use it with --plan or one-shot --auto, not --stepwise")
+    if args.stepwise and not args.auto:
+        raise RestoreAgentError("--stepwise needs --auto")
+    if args.fuse is not None and args.save_steps:
+        raise RestoreAgentError("--save-steps keeps one plan's steps; with --fuse use --json for the candidates")
+    if args.point and not args.sam_weights:
+        raise RestoreAgentError("--point selects a region with segment-anything: give its weights with --sam-weights PATH")
+    plan = args.plan  # parsed by cmd_run
+    agent = make_agent(args)
+    region = None
+    if args.sam_weights:
+        region = {"mask": segment_region(image, args.sam_weights, point=parse_point(args.point, image.shape)
+                                         if args.point else None,
+                                         box=parse_box(args.box, image.shape) if args.box else None)}
+    elif args.box:
+        region = {"box": parse_box(args.box, image.shape)}
+    elif args.mask:
+        region = {"mask": load_mask(args.mask, image.shape)}
+    report: dict = {}
+
+    def restore(img):
+        if args.fuse is not None:
+            p = plan if plan is not None else agent.plan(img).plan  # the planner's plan, then its neighbours
+            restored, rep = fuse_plan(img, p, args.fuse)
+        else:  # with a region: the crop's steps (an automatic plan is made for the crop)
+            result = agent.restore(img, save_steps=args.save_steps, **_restore_kwargs(args))
+            restored, rep = result.image, result.report
+        report.update(rep)
+        return restored
+
+    if region is None:
+        restored = restore(image)
+    else:
+        restored, report["region"] = restore_region(
+            image, restore, margin=MARGIN if args.margin is None else args.margin,
+            feather=FEATHER if args.feather is None else args.feather, **region)
+    from .imageio import save_image
+
+    # the input's depth (16-bit in, 16-bit out), ICC profile and EXIF: untouched pixels stay the input's
+    save_image(restored, out, quality=args.jpeg_quality, info=info)
+    report = {"input": str(args.inputs[0]), "output": str(out), **report}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        if report.get("candidates"):
+            print("blended: " + "; ".join(c["plan"] + f" ({c['mean_weight']:.0%})" if isinstance(c, dict) else str(c)
+                                          for c in report["candidates"]))
+        print(f"wrote {out}")
     return 0
 
 

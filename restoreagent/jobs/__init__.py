@@ -9,6 +9,7 @@ bench              jobs.bench.BenchConfig                        bench.run_bench
 train-planner      jobs.train_planner.PlannerTrainConfig         planners.vlm.training.train             ``train/train_planner.py``
 train-tool         jobs.train_tool.ToolTrainConfig               tools.learned.training.train_tool       ``train/train_tool.py``
 train-perception   perception.config.PerceptionTrainConfig       perception.train.train                  ``train/train_perception.py``
+train-fusion       jobs.train_fusion.FusionTrainConfig           fusion.train.train_fusion               ``restoreagent job train-fusion``
 stage1-data        jobs.train_planner.Stage1DataConfig           planners.vlm.train_data                 build stage
 severity-targets   jobs.build.SeverityTargetsConfig              planners.vlm.train_data                 build stage
 planner-merge      jobs.build.MergeConfig                        planners.vlm.extend.merge_planner       ``restoreagent planner merge``
@@ -67,6 +68,8 @@ JOBS: dict[str, Job] = {
             "restoreagent.tools.learned.training:train_tool", "train one learned tool"),
         Job("train-perception", "restoreagent.perception.config:PerceptionTrainConfig",
             "restoreagent.perception.train:train", "train the degradation detector"),
+        Job("train-fusion", "restoreagent.jobs.train_fusion:FusionTrainConfig",
+            "restoreagent.fusion.train:train_fusion", "train the fusion network (blends K candidate restorations)"),
         Job("stage1-data", "restoreagent.jobs.train_planner:Stage1DataConfig",
             "restoreagent.planners.vlm.train_data:run_stage1_data", "the planner's stage-1 set from the generator"),
         Job("severity-targets", "restoreagent.jobs.build:SeverityTargetsConfig",

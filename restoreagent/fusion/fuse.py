@@ -1,0 +1,72 @@
+"""Blending candidates with the fusion network, and ``--fuse K``: run a plan's K candidates, blend them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..plan import Plan, Step
+from .candidates import candidate_plans, run_plans
+from .model import FusionNet
+from .weights import load_fusion
+
+TILE = 512  # px: large images are blended tile by tile (memory), each tile seen with a margin
+MARGIN = 48  # px of context around a tile; only its inner part is kept, so tiles agree at the seams
+
+
+def fusion_weights(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNet | None = None,
+                   tile: int = TILE) -> np.ndarray:
+    """Per-pixel weights (K, H, W) of ``candidates`` (each (H, W, 3) float in [0, 1]): >= 0, summing to 1."""
+    if not candidates:
+        raise ValueError("fusion needs at least one candidate")
+    shapes = {c.shape for c in candidates} | {degraded.shape}
+    if len(shapes) != 1:
+        raise ValueError(f"candidates and the degraded image must have one shape, got {sorted(shapes)}")
+    model = model or load_fusion()
+    h, w = degraded.shape[:2]
+    cand = torch.from_numpy(np.stack(candidates).astype(np.float32)).permute(0, 3, 1, 2)[None]
+    deg = torch.from_numpy(np.ascontiguousarray(degraded, np.float32)).permute(2, 0, 1)[None]
+    out = np.empty((len(candidates), h, w), np.float32)
+    with torch.inference_mode():
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                y0, x0 = max(0, y - MARGIN), max(0, x - MARGIN)
+                y1, x1 = min(h, y + tile + MARGIN), min(w, x + tile + MARGIN)
+                _, wt = model(cand[..., y0:y1, x0:x1], deg[..., y0:y1, x0:x1])
+                ty, tx = min(tile, h - y), min(tile, w - x)
+                out[:, y:y + ty, x:x + tx] = wt[0, :, y - y0:y - y0 + ty, x - x0:x - x0 + tx].numpy()
+    return out
+
+
+def blend(candidates: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """sum_k weights[k] * candidates[k]: a convex combination at every pixel."""
+    return np.einsum("khw,khwc->hwc", weights, np.stack(candidates).astype(np.float32)).astype(np.float32)
+
+
+def fuse(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNet | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fused image (H, W, 3), weights (K, H, W)) for K candidate restorations of ``degraded``."""
+    weights = fusion_weights(candidates, degraded, model)
+    return np.clip(blend(candidates, weights), 0.0, 1.0), weights
+
+
+def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = None,
+              on_step: Callable[[Step], None] | None = None) -> tuple[np.ndarray, dict]:
+    """Run ``plan`` and its neighbours (:func:`candidate_plans`, K in all), blend them: (image, report).
+
+    The report lists the candidate plans and each one's mean weight (how much of the result it made).
+    """
+    t0 = time.perf_counter()
+    plans = candidate_plans(plan, k)
+    outputs = run_plans(image, plans, on_step=on_step)
+    if len(plans) == 1:  # nothing to blend (a plan without alternatives, or k = 1)
+        return outputs[0], {"fused": False, "candidates": [p.text() for p in plans], "seconds": time.perf_counter() - t0}
+    fused, weights = fuse(outputs, image, model)
+    return fused, {
+        "fused": True,
+        "plan": plan.to_json(),
+        "candidates": [{"plan": p.text(), "mean_weight": round(float(w.mean()), 4)} for p, w in zip(plans, weights, strict=True)],
+        "seconds": round(time.perf_counter() - t0, 4),
+    }

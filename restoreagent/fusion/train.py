@@ -1,0 +1,270 @@
+"""The ``train-fusion`` job (settings: :mod:`restoreagent.jobs.train_fusion`).
+
+1. Candidate sets, made once into ``data.cache`` (one ``.npz`` per set, written atomically, so an
+   interrupted run continues where it stopped): a random crop of a train photo (randomly rescaled
+   0.5-1x), degraded by one of ``data.combos`` with parameters drawn from the generator's ranges,
+   then restored by every tool choice for the fixed recipe's steps (up to ``max_candidates`` plans).
+   Validation sets come from held-out train photos, with the K = ``train.k_val`` candidates
+   ``run --fuse`` would use (the recipe's plan and its neighbours). Never the dev split.
+2. Training: random windows of random sets, a random subset of 2-5 of their candidates, flips and
+   transposes; the loss is the mean of log10 MSE over the windows (so the mean PSNR, which every
+   window counts in alike) or L1. Resumable checkpoints (plain tensors,
+   loaded with ``weights_only=True``), a progress bar, and the export to safetensors (float16).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..config import to_dict
+from ..degradations import degrade
+from ..errors import RestoreAgentError
+from ..imageio import atomic_write_bytes, atomic_write_text, list_images, load_image
+from ..jobs.train_fusion import FusionTrainConfig
+from ..plan import Plan
+from ..splits import DEV_SPLITS, split_files
+from ..tasks import TASK_FOR_DEGRADATION
+from ..tools.fixed_recipe import fixed_recipe
+from .candidates import all_plans, candidate_plans, run_plans
+from .model import FusionNet, count_parameters
+from .weights import save_fusion_weights
+
+log = logging.getLogger("restoreagent.fusion")
+
+
+# --- candidate sets -------------------------------------------------------------------------------
+
+
+def _u8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _random_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random rescale (0.5-1x, never below ``size``) then a random ``size`` px square crop."""
+    h, w = image.shape[:2]
+    lo = max(0.5, size / min(h, w))
+    s = float(rng.uniform(lo, 1.0)) if lo < 1.0 else lo
+    if abs(s - 1.0) > 1e-3:
+        nh, nw = max(size, round(h * s)), max(size, round(w * s))
+        image = np.asarray(Image.fromarray(_u8(image)).resize((nw, nh), Image.BICUBIC), np.float32) / 255.0
+        h, w = nh, nw
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return image[y: y + size, x: x + size]
+
+
+def recipe_plan(degradations) -> Plan:
+    """The fixed expert recipe for these degradations (the base plan of the candidate sets)."""
+    return Plan.of(fixed_recipe([TASK_FOR_DEGRADATION[d] for d in degradations]))
+
+
+def make_set(clean: np.ndarray, combo: str, seed: int, plans_for) -> dict:
+    """One candidate set: the clean crop, its degraded version and every plan's result (uint8)."""
+    degraded, record = degrade(clean, chain=combo, seed=seed)
+    plans = plans_for(recipe_plan(record["degradations"]), np.random.default_rng(seed))
+    outputs = run_plans(degraded, plans)
+    return {
+        "clean": _u8(clean), "degraded": _u8(degraded), "candidates": np.stack([_u8(o) for o in outputs]),
+        "plans": np.array([p.text() for p in plans]), "record": np.array(json.dumps(record)),
+    }
+
+
+def make_sets(files: list[Path], combos, n_per_combo: int, crop: int, seed: int, folder: Path, plans_for,
+              desc: str) -> list[Path]:
+    """``n_per_combo`` sets per combination in ``folder`` (existing files are kept: resumable)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, todo = [], []
+    for c, combo in enumerate(combos):
+        for i in range(n_per_combo):
+            p = folder / f"{combo.replace(',', '+')}_{i:05d}.npz"
+            paths.append(p)
+            if not p.exists():
+                todo.append((c, combo, i, p))
+    cache: dict[Path, np.ndarray] = {}
+    for c, combo, i, p in tqdm(todo, desc=desc, disable=None):
+        rng = np.random.default_rng([seed, c, i])  # per set: the same set whatever was made before
+        f = files[int(rng.integers(len(files)))]
+        if f not in cache:
+            cache[f] = load_image(f)
+        view = _random_view(cache[f], crop, rng)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **make_set(view, combo, int(rng.integers(2**31)), plans_for))
+        atomic_write_bytes(p, buf.getvalue())
+    return paths
+
+
+def load_sets(paths: list[Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        with np.load(p) as z:
+            out.append({k: z[k] for k in ("clean", "degraded", "candidates", "plans")})
+    return out
+
+
+def candidate_sets(cfg: FusionTrainConfig) -> tuple[list[dict], list[dict]]:
+    d = cfg.data
+    for folder in d.images:
+        if Path(folder).name in DEV_SPLITS:
+            raise RestoreAgentError(f"{folder}: a dev split ({', '.join(DEV_SPLITS)}) must not train the fusion")
+    train_files, val_files = split_files(list_images(d.images), d.val_every)
+    root = Path(d.cache)
+
+    def every_plan(base: Plan, rng: np.random.Generator) -> list[Plan]:
+        plans = all_plans(base.tasks, limit=d.max_candidates, rng=rng)
+        return plans if base in plans else [base, *plans[: d.max_candidates - 1]]
+
+    train = make_sets(train_files, d.combos, d.samples_per_combo, d.crop, d.seed, root / f"train_c{d.crop}",
+                      every_plan, "candidate sets (train)")
+    val = make_sets(val_files or train_files, d.combos, d.val_per_combo, d.crop, d.seed + 1,
+                    root / f"val_c{d.crop}_k{cfg.train.k_val}", lambda base, _: candidate_plans(base, cfg.train.k_val),
+                    "candidate sets (validation)")
+    return load_sets(train), load_sets(val)
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def random_batch(sets: list[dict], batch: int, patch: int, k: int, rng: np.random.Generator):
+    """(candidates (B, k, 3, P, P), degraded (B, 3, P, P), clean (B, 3, P, P)) windows with flips/transposes."""
+    cs, ds, gs = [], [], []
+    for _ in range(batch):
+        s = sets[int(rng.integers(len(sets)))]
+        n = len(s["candidates"])
+        pick = rng.choice(n, size=min(k, n), replace=False)
+        if len(pick) < k:  # a set with fewer plans: repeat some (a repeated candidate changes no blend)
+            pick = np.concatenate([pick, rng.choice(pick, size=k - len(pick))])
+        size = s["clean"].shape[0]
+        y, x = rng.integers(0, size - patch + 1, 2)
+        win = (slice(y, y + patch), slice(x, x + patch))
+        c, d, g = s["candidates"][pick][:, win[0], win[1]], s["degraded"][win], s["clean"][win]
+        if rng.random() < 0.5:
+            c, d, g = c[:, :, ::-1], d[:, ::-1], g[:, ::-1]
+        if rng.random() < 0.5:
+            c, d, g = c.transpose(0, 2, 1, 3), d.transpose(1, 0, 2), g.transpose(1, 0, 2)
+        if rng.random() < 0.5:
+            c, d, g = c[:, ::-1], d[::-1], g[::-1]
+        cs.append(np.ascontiguousarray(c))
+        ds.append(np.ascontiguousarray(d))
+        gs.append(np.ascontiguousarray(g))
+
+    def t(a, perm):
+        return torch.from_numpy(np.stack(a)).permute(*perm).float() / 255.0
+
+    return t(cs, (0, 1, 4, 2, 3)), t(ds, (0, 3, 1, 2)), t(gs, (0, 3, 1, 2))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of (B, 3, H, W) tensors in [0, 1]."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def validate(model: FusionNet, sets: list[dict]) -> dict:
+    """Median PSNR of the blend, of the per-set best candidate (oracle) and of the first (the plan)."""
+    model.eval()
+    fused, oracle, first = [], [], []
+    for s in sets:
+        cand = torch.from_numpy(s["candidates"]).permute(0, 3, 1, 2).float()[None] / 255.0
+        deg = torch.from_numpy(s["degraded"]).permute(2, 0, 1).float()[None] / 255.0
+        clean = torch.from_numpy(s["clean"]).permute(2, 0, 1).float()[None] / 255.0
+        out, _ = model(cand, deg)
+        each = psnr(cand[0], clean.expand_as(cand[0]))
+        fused.append(float(psnr(out, clean)[0]))
+        oracle.append(float(each.max()))
+        first.append(float(each[0]))
+    model.train()
+    med = lambda v: float(np.median(v))  # noqa: E731
+    gain = [f - o for f, o in zip(fused, oracle, strict=True)]
+    return {"psnr_fused": med(fused), "psnr_oracle": med(oracle), "psnr_plan": med(first), "gain_vs_oracle": med(gain)}
+
+
+def train_fusion(cfg: FusionTrainConfig) -> dict:
+    t = cfg.train
+    if not 1 <= t.k_min <= t.k_max:
+        raise RestoreAgentError(f"train.k_min must be between 1 and train.k_max, got {t.k_min} and {t.k_max}")
+    if t.loss not in ("psnr", "l1"):
+        raise RestoreAgentError(f"train.loss must be psnr or l1, got {t.loss!r}")
+    if t.patch > cfg.data.crop:
+        raise RestoreAgentError(f"train.patch ({t.patch}) must not exceed data.crop ({cfg.data.crop})")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    train_sets, val_sets = candidate_sets(cfg)
+    torch.manual_seed(t.seed)
+    model = FusionNet(tuple(cfg.widths))
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+    step, history = 0, []
+    ckpt = out / "checkpoint.pt"
+    if cfg.resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), json.loads(state["history"])
+        log.info("resumed %s at step %d", ckpt, step)
+    log.info("fusion network: %d parameters; %d train sets, %d validation sets", count_parameters(model),
+             len(train_sets), len(val_sets))
+
+    def lr_at(s: int) -> float:
+        if s < t.warmup_steps:
+            return t.lr * (s + 1) / t.warmup_steps
+        return 0.5 * t.lr * (1 + math.cos(math.pi * min(1.0, (s - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))))
+
+    def save():
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "history": json.dumps(history)}, buf)
+        atomic_write_bytes(ckpt, buf.getvalue())
+
+    model.train()
+    bar = tqdm(total=t.max_steps, initial=step, desc="train-fusion", disable=None)
+    t0, first_step = time.perf_counter(), step
+    while step < t.max_steps:
+        rng = np.random.default_rng([t.seed, step])  # per step: a resumed run draws what it would have drawn
+        k = int(rng.integers(t.k_min, t.k_max + 1))
+        cand, deg, clean = random_batch(train_sets, t.batch_size, t.patch, k, rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        fused, _ = model(cand, deg)
+        if t.loss == "psnr":
+            loss = torch.log10(((fused - clean) ** 2).flatten(1).mean(1) + 1e-5).mean()
+        else:
+            loss = (fused - clean).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % 100 == 0:  # the bar is off in a log file
+            log.info("step %d/%d loss %.4f (%.2f s/step)", step, t.max_steps, loss.item(),
+                     (time.perf_counter() - t0) / max(1, step - first_step))
+        if step % t.eval_every == 0 or step == t.max_steps:
+            history.append({"step": step, **validate(model, val_sets)})
+            log.info("step %d: %s", step, history[-1])
+        if step % t.save_every == 0 or step == t.max_steps:
+            save()
+    bar.close()
+    final = history[-1] if history else validate(model, val_sets)
+    meta = {
+        "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos), "steps": step,
+        "validation": f"{len(val_sets)} sets from held-out train photos (every {cfg.data.val_every}th), K = {t.k_val}",
+        "val": final, "parameters": count_parameters(model),
+    }
+    weights = Path(cfg.export) if cfg.export else out / "fusion.safetensors"
+    save_fusion_weights(model, weights, meta)
+    summary = {"weights": str(weights), "seconds": round(time.perf_counter() - t0, 1), **meta, "history": history}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,56 @@
+"""The fusion network's weight file: safetensors (float16) with its widths and provenance inside."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ..errors import RestoreAgentError
+from .model import FusionNet
+
+META_KEY = "restoreagent"
+
+
+def shipped_weights() -> Path:
+    return Path(str(resources.files("restoreagent") / "assets" / "fusion" / "fusion.safetensors"))
+
+
+def save_fusion_weights(model: FusionNet, path, meta: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({"widths": list(model.widths), **meta}, default=str)})
+    os.replace(tmp, path)  # readers never see half a file
+    return path
+
+
+def read_fusion_meta(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+
+
+@functools.cache
+def _load(path: str) -> FusionNet:
+    p = Path(path)
+    if not p.is_file():
+        raise RestoreAgentError(f"{p}: fusion weights not found (train them: restoreagent job train-fusion)")
+    try:
+        meta = read_fusion_meta(p)
+        model = FusionNet(tuple(meta.get("widths", (24, 48, 64))))
+        model.load_state_dict({k: v.float() for k, v in load_file(str(p)).items()})
+    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+        raise RestoreAgentError(f"{p}: not a fusion weight file ({e})") from None
+    return model.eval()
+
+
+def load_fusion(path=None) -> FusionNet:
+    """The fusion network (float32, eval mode) from ``path`` or the shipped weights; loaded once per path."""
+    return _load(str(Path(path) if path is not None else shipped_weights()))

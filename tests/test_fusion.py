@@ -1,0 +1,140 @@
+"""Learned fusion: a convex combination of its candidates, any K, any order; the candidates of a plan;
+the shipped weights; run --fuse; the train-fusion job's smoke config."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from restoreagent.cli import main
+from restoreagent.fusion import (
+    FusionNet,
+    candidate_plans,
+    fuse,
+    fuse_plan,
+    fusion_weights,
+    load_fusion,
+    run_plans,
+    shipped_weights,
+)
+from restoreagent.fusion.weights import read_fusion_meta
+from restoreagent.plan import Plan, parse_plan
+from restoreagent.splits import DEV_SPLITS
+from restoreagent.tools.registry import tools_for_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _random_net(seed=0) -> FusionNet:
+    torch.manual_seed(seed)
+    net = FusionNet((4, 8, 8)).eval()
+    with torch.no_grad():  # large random weights: far-from-uniform blends, so the checks below bite
+        for p in net.parameters():
+            p.mul_(4)
+    return net
+
+
+def _candidates(k=3, h=37, w=45, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.random((h, w, 3), dtype=np.float32) for _ in range(k)], rng.random((h, w, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_the_output_is_a_convex_combination_of_the_candidates(k):
+    cands, degraded = _candidates(k)
+    fused, weights = fuse(cands, degraded, _random_net())
+    assert weights.shape == (k, 37, 45) and (weights >= 0).all()
+    assert np.allclose(weights.sum(0), 1.0, atol=1e-5)
+    assert np.allclose(fused, (weights[..., None] * np.stack(cands)).sum(0), atol=1e-5)
+    stack = np.stack(cands)
+    assert (fused >= stack.min(0) - 1e-5).all() and (fused <= stack.max(0) + 1e-5).all()
+    if k > 1:  # a real per-pixel choice, not a fixed average
+        assert weights.std() > 0.02
+
+
+def test_candidate_order_does_not_matter_and_tiles_agree_with_the_whole():
+    cands, degraded = _candidates(4, 64, 80)
+    net = _random_net(1)
+    w = fusion_weights(cands, degraded, net)
+    perm = [2, 0, 3, 1]
+    assert np.allclose(fusion_weights([cands[i] for i in perm], degraded, net), w[perm], atol=1e-4)
+    tiled = fusion_weights(cands, degraded, net, tile=24)  # tiles seen with context: (nearly) the same weights
+    assert np.allclose(tiled, w, atol=5e-3) and np.allclose(tiled.sum(0), 1.0, atol=1e-5)
+
+
+def test_identical_candidates_give_that_candidate():
+    cands, degraded = _candidates(1)
+    fused, _ = fuse(cands * 3, degraded, _random_net())
+    assert np.allclose(fused, cands[0], atol=1e-5)
+
+
+def test_shapes_must_match():
+    cands, degraded = _candidates(2)
+    with pytest.raises(ValueError, match="one shape"):
+        fusion_weights([cands[0], cands[1][:10]], degraded, _random_net())
+    with pytest.raises(ValueError, match="at least one"):
+        fusion_weights([], degraded, _random_net())
+
+
+def test_candidate_plans_are_the_plan_and_its_one_step_neighbours():
+    plan = parse_plan("denoise:unet_denoise_mid, brighten:gamma_mild")
+    plans = candidate_plans(plan, 4)
+    assert plans[0] == plan and len(set(plans)) == 4
+    changed = [[i for i, (a, b) in enumerate(zip(p.tools, plan.tools, strict=True)) if a != b] for p in plans[1:]]
+    assert changed == [[0], [1], [0]]  # one step each, round-robin over the steps
+    assert all(p.tasks == plan.tasks for p in plans)
+    neighbours = sum(len(tools_for_task(t)) - 1 for t in plan.tasks)  # (other tests may register toy tools)
+    assert len(candidate_plans(plan, 50)) == 1 + neighbours  # every neighbour, no more
+    assert candidate_plans(Plan(), 3) == [Plan()]
+
+
+def test_run_plans_shares_prefixes(astronaut_small):
+    plans = candidate_plans(parse_plan("dejpeg:unet_dejpeg_mild, denoise:unet_denoise_mid"), 4)
+    steps = []
+    outs = run_plans(astronaut_small, plans, on_step=steps.append)
+    assert len(outs) == 4 and len(steps) < sum(len(p) for p in plans)
+    assert len(steps) == len({s for p in plans for s in [p.steps[:1], p.steps]})
+
+
+def test_shipped_weights_load_were_not_trained_on_the_dev_split_and_blend_a_real_plan(astronaut_small):
+    meta = read_fusion_meta(shipped_weights())
+    assert meta["parameters"] < 1_000_000 and meta["trained_on"]
+    assert not any(Path(f).name in DEV_SPLITS for f in meta["trained_on"])
+    assert shipped_weights().stat().st_size < 1_000_000
+    noisy = np.clip(astronaut_small + np.random.default_rng(0).normal(0, 0.1, astronaut_small.shape), 0, 1)
+    fused, report = fuse_plan(noisy.astype(np.float32), parse_plan("denoise:unet_denoise_mid"), 3, load_fusion())
+    assert report["fused"] and len(report["candidates"]) == 3
+    assert abs(sum(c["mean_weight"] for c in report["candidates"]) - 1) < 1e-3
+    mse = lambda x: float(np.mean((x - astronaut_small) ** 2))  # noqa: E731
+    assert mse(fused) < mse(noisy) / 3
+
+
+def test_run_fuse_writes_the_blend_and_reports_its_candidates(tmp_path, astronaut_png, capsys):
+    out = tmp_path / "fused.png"
+    assert main(["run", str(astronaut_png), "-o", str(out), "--plan", "denoise:unet_denoise_mid", "--fuse", "3",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out.is_file() and report["fused"] and [c["plan"] for c in report["candidates"]][0] == "denoise:unet_denoise_mid"
+    # a region and a blend at once
+    out2 = tmp_path / "fused_box.png"
+    assert main(["run", str(astronaut_png), "-o", str(out2), "--plan", "denoise:unet_denoise_mid", "--fuse", "2",
+                 "--box", "10,10,40,40"]) == 0 and out2.is_file()
+
+
+def test_train_fusion_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
+    from restoreagent.fusion.weights import load_fusion as load
+    from restoreagent.jobs import run_job
+
+    for link in ("examples", "configs"):
+        (tmp_path / link).symlink_to(ROOT / link)
+    monkeypatch.chdir(tmp_path)
+    summary = run_job("train-fusion", {}, files=["configs/smoke/train-fusion.yaml"])
+    weights = Path(summary["weights"])
+    assert weights.is_file() and summary["steps"] == 3 and np.isfinite(summary["val"]["psnr_fused"])
+    assert len(list((tmp_path / "runs/smoke/fusion/candidates").rglob("*.npz"))) == 2 * 2 + 2
+    load(weights)
+    # resumable: a second run with resume finds its checkpoint and trains no further
+    again = run_job("train-fusion", {"resume": True}, files=["configs/smoke/train-fusion.yaml"])
+    assert again["steps"] == 3 and again["history"][-1]["step"] == 3
