@@ -1,9 +1,9 @@
 """The one place the conversation touches the agent: look, plan, offer alternatives, execute, score.
 
 A thin adapter over the public API (:class:`restoreagent.api.Agent`: the planner, detector and
-tools loaded once; its beam-searched ``plans``), so the conversation and the page say nothing about
-how the agent works. Region-only restoration is done here until ``restoreagent.region`` lands on
-main; then :meth:`Engine.execute_region` calls it.
+tools loaded once; its beam-searched ``plans``) and region-only restoration
+(:func:`restoreagent.region.restore_region`), so the conversation and the page say nothing about
+how either works.
 
 Not thread-safe: the web server runs every job of every session through one worker thread.
 """
@@ -22,8 +22,7 @@ from ..tasks import PHYSICAL_TASK_ORDER
 from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import available_tools, spec
 
-FEATHER = 16  # px: the region's edge blends into the untouched photo over this width
-CONTEXT = 32  # px of the photo around the region that the tools see (so edges get real context)
+FEATHER = 16  # px over which a region fades into the untouched photo (restoreagent.region's margin: 32 px)
 
 
 @dataclass
@@ -96,26 +95,23 @@ class Engine:
         mask: np.ndarray,
         on_step: Callable[[int, int, Step], None] | None = None,
     ) -> list[StepResult]:
-        """Run the plan on the region ``mask`` (bool H x W) only, feathered into the untouched photo.
+        """The plan on the region ``mask`` (bool H x W) only: :func:`restoreagent.region.restore_region`
+        (context margin, feathered edge, the input's pixels beyond the feather), one picture per step."""
+        from ..region import restore_region
 
-        The tools see the region's bounding box grown by ``CONTEXT + FEATHER`` px; pixels further
-        than ``FEATHER`` px from the region are the input's, bit for bit.
-        """
-        weight = feather_weight(mask)
-        ys, xs = np.nonzero(weight > 0)
-        if ys.size == 0:
+        if not mask.any():
             return [StepResult(s.task, s.tool, 0.0, image) for s in plan]
-        h, w = mask.shape
-        y0, y1 = max(0, ys.min() - CONTEXT), min(h, ys.max() + 1 + CONTEXT)
-        x0, x1 = max(0, xs.min() - CONTEXT), min(w, xs.max() + 1 + CONTEXT)
-        crop_steps = self.execute(image[y0:y1, x0:x1], plan, on_step)
-        wc = weight[y0:y1, x0:x1, None]
+        crops: list[StepResult] = []
+
+        def run_plan(crop):  # restore_region hands over the region's crop; each step's result is kept
+            crops.extend(self.execute(crop, plan, on_step))
+            return crops[-1].image if crops else crop
+
+        final, _ = restore_region(image, run_plan, mask=mask, feather=FEATHER)
         results = []
-        for r in crop_steps:
-            out = image.copy()
-            blended = image[y0:y1, x0:x1] * (1.0 - wc) + r.image * wc
-            out[y0:y1, x0:x1] = np.where(wc > 0, blended, image[y0:y1, x0:x1])
-            results.append(StepResult(r.task, r.tool, r.seconds, out.astype(np.float32)))
+        for k, r in enumerate(crops):  # each earlier step's crop blended the same way (no tool runs again)
+            out = final if k == len(crops) - 1 else restore_region(image, lambda _c, r=r: r.image, mask=mask, feather=FEATHER)[0]
+            results.append(StepResult(r.task, r.tool, r.seconds, out))
         return results
 
     def assess(self, image: np.ndarray, piqe: bool = True) -> dict:
@@ -226,12 +222,10 @@ def mask_to_png(mask: np.ndarray) -> str:
 
 
 def feather_weight(mask: np.ndarray, feather: int = FEATHER) -> np.ndarray:
-    """1 inside the region, falling linearly to 0 at ``feather`` px outside it, 0 beyond."""
-    import cv2
+    """1 on the region, falling linearly outside it, exactly 0 beyond ``feather`` px (restoreagent.region)."""
+    from ..region import feather_weights
 
-    outside = (~mask).astype(np.uint8)
-    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 5)
-    return np.clip(1.0 - dist / float(feather), 0.0, 1.0).astype(np.float32)
+    return feather_weights(mask, feather)
 
 
 def sky_mask(image: np.ndarray) -> np.ndarray:
