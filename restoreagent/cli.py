@@ -478,6 +478,82 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def add_chat_parser(sub):
+    p = sub.add_parser("chat", help="restore a photo by talking to the agent in the terminal (\"still noisy\", \"undo\", ...)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", help="write the last picture here at the end")
+    p.add_argument("--export", metavar="JSON", help="write the conversation here at the end (it replays: --replay)")
+    p.add_argument("--replay", metavar="JSON", help="replay an exported conversation (same pixels) instead of reading words")
+    p.add_argument("--planner", default="vlm", help="planner name (default: the shipped VLM)")
+    _add_llm_arguments(p)
+    p.set_defaults(func=cmd_chat)
+
+
+def _add_llm_arguments(p):
+    p.add_argument("--llm-url", metavar="URL", help="an OpenAI-compatible chat endpoint (e.g. a local llama.cpp or ollama "
+                   "server, http://127.0.0.1:8080/v1) that maps free-form words to actions; the offline parser stays the "
+                   "fallback (default: $RESTOREAGENT_LLM_URL)")
+    p.add_argument("--llm-model", metavar="NAME", help="the endpoint's model name (default: $RESTOREAGENT_LLM_MODEL)")
+
+
+def cmd_chat(args) -> int:
+    from .conversation import Engine, Session, replay
+    from .conversation.llm import ChatModelInterpreter
+    from .conversation.terminal import run_chat, show_turn
+    from .imageio import check_output_path, load_image, save_image
+
+    if args.output:
+        check_output_path(args.output, args.input)
+    image = load_image(args.input)
+    engine = Engine(args.planner)
+    if args.replay:
+        try:
+            data = json.loads(Path(args.replay).read_text())
+        except (OSError, ValueError) as e:
+            raise RestoreAgentError(f"{args.replay}: not a readable conversation ({e})") from None
+        session = replay(data, image, engine, name=Path(args.input).name)
+        for turn in session.turns:
+            print(f"you> {turn.said}\nagent: {turn.reply}")
+            show_turn(session)
+        print(f"replayed {len(session.turns)} turns: every picture matches the recorded checksum")
+        if args.output:
+            save_image(session.image, check_output_path(args.output, args.input))
+            print(f"wrote {args.output}")
+        return 0
+    interpret = ChatModelInterpreter.from_env(args.llm_url, args.llm_model)
+    session = Session(image, engine, name=Path(args.input).name, interpret=interpret)
+    return run_chat(session, sys.stdin, args.output, args.export, args.input, prompt=sys.stdin.isatty())
+
+
+def add_serve_parser(sub):
+    p = sub.add_parser("serve", help="a local web page: drop photos, see the plan, talk to the agent (needs restoreagent[web])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--planner", default="vlm", help="planner name (default: the shipped VLM)")
+    p.add_argument("--queue", type=int, default=4, metavar="N",
+                   help="jobs that may wait behind the running one; more get a \"busy\" answer (default: 4)")
+    _add_llm_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise RestoreAgentError("restoreagent serve needs the web extra: pip install 'restoreagent[web]' (fastapi, uvicorn)")
+    if args.queue < 1:
+        raise RestoreAgentError("--queue must be at least 1")
+    from .conversation.llm import ChatModelInterpreter
+    from .planners import planner_names
+    from .web.server import serve
+
+    if args.planner not in planner_names():
+        raise RestoreAgentError(f"unknown planner {args.planner!r}; planners: {', '.join(planner_names())}")
+    serve(args.host, args.port, args.planner, max_waiting=args.queue,
+          interpret=ChatModelInterpreter.from_env(args.llm_url, args.llm_model))
+    return 0
+
+
 JOB_HELP = "run any job from its typed config: restoreagent job NAME [--config FILE] [key=value ...]"
 JOB_ABOUT = ("Jobs and their configs (the only home of their defaults and help texts): restoreagent.jobs. "
              "configs/smoke/NAME.yaml runs a job end to end on a CPU in under a minute.")
@@ -523,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_detect,
         _add_assess,
         _add_run,
+        add_chat_parser,
+        add_serve_parser,
         _add_bench,
         _add_job,
         add_label_parser,

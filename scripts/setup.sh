@@ -3,7 +3,7 @@
 # locked dependencies (requirements.lock), pyiqa (without its heavy optional deps) and restoreagent
 # itself (editable). Idempotent: re-running it only installs what is missing.
 # The lock is made from pyproject.toml by pip-tools (its header has the command); regenerate it after
-# changing the dependencies there. Optional extras: pip install -e '.[ray]' / '.[zoo-extra]' / '.[web]'.
+# changing the dependencies there. Optional extras: pip install -e '.[ray]' / '.[zoo-extra]' / '.[tracking]' / '.[web]'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -294,7 +294,7 @@ def _wandb_run(cfg: ToolTrainConfig, name: str, out: Path):
     try:
         import wandb
     except ImportError:  # the optional `web` extra
-        log.warning("wandb is not installed (pip install 'restoreagent[web]'); logging to the console only")
+        log.warning("wandb is not installed (pip install 'restoreagent[tracking]'); logging to the console only")
         return None
 
     os.environ.setdefault("WANDB_MODE", "offline")
