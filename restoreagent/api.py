@@ -235,7 +235,19 @@ class Agent:
                     answers = [*answers[:1], recipe, *answers[1:]]
         return answers[:k]
 
-    def restore(self, image, plan: str | Plan | None = None, stepwise: bool = False, save_steps=None, quality_check=None) -> Result:
+    def restore(
+        self,
+        image,
+        plan: str | Plan | None = None,
+        stepwise: bool = False,
+        save_steps=None,
+        quality_check=None,
+        box: tuple[int, int, int, int] | None = None,
+        mask: np.ndarray | None = None,
+        margin: int | None = None,
+        feather: int | None = None,
+        fuse: int | None = None,
+    ) -> Result:
         """Restore ``image`` (a path or a float32 RGB array in [0, 1]).
 
         ``plan``: ``None`` or ``"auto"`` (the planner decides), or a plan (``"denoise:dct_mid,
@@ -243,7 +255,24 @@ class Agent:
         every step and roll back harmful steps (``quality_check``: as ``run --quality-check``).
         An automatic run is :func:`restoreagent.agent.restore_auto` with this Agent's planner and tools.
         ``save_steps``: a folder that keeps every intermediate image.
+
+        Only a region: ``box`` (x, y, w, h) or ``mask`` (bool, the image's size). The tools see the
+        region plus ``margin`` px of context and the result fades in over ``feather`` px; pixels
+        farther out are the input's, bit for bit (:func:`restoreagent.region.restore_region`).
+        ``fuse=K``: run the plan and K-1 neighbours and blend them with the learned fusion network
+        (:func:`restoreagent.fusion.fuse_plan`; docs/fusion.md says where it helps and where not).
+
+        >>> import numpy as np
+        >>> from restoreagent import Agent
+        >>> photo = np.full((64, 64, 3), 0.5, np.float32)
+        >>> r = Agent(planner="fixed+detect").restore(photo, plan="denoise:dct_low", box=(8, 8, 16, 16))
+        >>> bool((r.image[40:, 40:] == photo[40:, 40:]).all())
+        True
         """
+        if box is not None or mask is not None:
+            return self._restore_region(image, plan, stepwise, save_steps, quality_check, box, mask, margin, feather, fuse)
+        if fuse is not None:
+            return self._restore_fused(image, plan, fuse)
         image, source, info = _as_image(image)
         auto = plan is None or (isinstance(plan, str) and plan.strip() == "auto")
         if auto:
@@ -323,6 +352,51 @@ class Agent:
             return assess_image(image, ref=ref, detector=self.detector)
 
     # --- helpers ------------------------------------------------------------------------------
+    def _restore_region(self, image, plan, stepwise, save_steps, quality_check, box, mask, margin, feather, fuse) -> Result:
+        from .region import FEATHER, MARGIN, restore_region
+
+        if box is not None and mask is not None:
+            raise RestoreAgentError("give a box or a mask, not both")
+        image, source, info = _as_image(image)
+        t0 = time.perf_counter()
+        reports: list[Result] = []
+
+        def restore_crop(crop):  # the region's crop with its context, through the same paths
+            if fuse is not None:
+                reports.append(self._restore_fused(crop, plan, fuse))
+            else:
+                reports.append(self.restore(crop, plan=plan, stepwise=stepwise, save_steps=save_steps, quality_check=quality_check))
+            return reports[-1].image
+
+        restored, region = restore_region(
+            image,
+            restore_crop,
+            mask=mask,
+            box=None if box is None else tuple(int(v) for v in box),
+            margin=MARGIN if margin is None else margin,
+            feather=FEATHER if feather is None else feather,
+        )
+        inner = reports[-1]
+        report = {**inner.report, "region": region}
+        report.pop("input", None)
+        report.pop("seconds", None)
+        return self._result(restored, inner.plan, report, source, t0, info)
+
+    def _restore_fused(self, image, plan, k: int) -> Result:
+        from .fusion import fuse_plan
+
+        if k < 1:
+            raise RestoreAgentError(f"fuse must be at least 1, got {k}")
+        image, source, info = _as_image(image)
+        t0 = time.perf_counter()
+        if plan is None or (isinstance(plan, str) and plan.strip() == "auto"):
+            plan = self.plan(image).plan  # the planner's plan, then its neighbours
+        elif isinstance(plan, str):
+            plan = parse_plan(plan)
+        with self._lock:
+            fused, report = fuse_plan(image, plan, k)
+        return self._result(fused, plan, {"mode": "fused", **report}, source, t0, info)
+
     def _run_step(self, image: np.ndarray, step) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
         out = self.tool(step.tool)(image)

@@ -323,16 +323,7 @@ def _run_alternatives(args) -> int:
 
 def _run_region_or_fusion(args, image, info, out) -> int:
     """``run`` with --box/--mask/--point (only a region) and/or --fuse K (a blend of K candidates)."""
-    from .fusion import fuse_plan
-    from .region import (
-        FEATHER,
-        MARGIN,
-        load_mask,
-        parse_box,
-        parse_point,
-        restore_region,
-        segment_region,
-    )
+    from .region import load_mask, parse_box, parse_point, segment_region
 
     if args.fuse is not None and args.fuse < 1:
         raise RestoreAgentError(f"--fuse must be at least 1, got {args.fuse}")
@@ -344,7 +335,6 @@ def _run_region_or_fusion(args, image, info, out) -> int:
         raise RestoreAgentError("--save-steps keeps one plan's steps; with --fuse use --json for the candidates")
     if args.point and not args.sam_weights:
         raise RestoreAgentError("--point selects a region with segment-anything: give its weights with --sam-weights PATH")
-    plan = args.plan  # parsed by cmd_run
     agent = make_agent(args)
     region = None
     if args.sam_weights:
@@ -355,24 +345,16 @@ def _run_region_or_fusion(args, image, info, out) -> int:
         region = {"box": parse_box(args.box, image.shape)}
     elif args.mask:
         region = {"mask": load_mask(args.mask, image.shape)}
-    report: dict = {}
-
-    def restore(img):
-        if args.fuse is not None:
-            p = plan if plan is not None else agent.plan(img).plan  # the planner's plan, then its neighbours
-            restored, rep = fuse_plan(img, p, args.fuse)
-        else:  # with a region: the crop's steps (an automatic plan is made for the crop)
-            result = agent.restore(img, save_steps=args.save_steps, **_restore_kwargs(args))
-            restored, rep = result.image, result.report
-        report.update(rep)
-        return restored
-
-    if region is None:
-        restored = restore(image)
-    else:
-        restored, report["region"] = restore_region(
-            image, restore, margin=MARGIN if args.margin is None else args.margin,
-            feather=FEATHER if args.feather is None else args.feather, **region)
+    result = agent.restore(
+        image,
+        save_steps=args.save_steps,
+        fuse=args.fuse,
+        margin=args.margin,
+        feather=args.feather,
+        **(region or {}),
+        **_restore_kwargs(args),
+    )
+    restored, report = result.image, {k: v for k, v in result.report.items() if k != "seconds"}
     from .imageio import save_image
 
     # the input's depth (16-bit in, 16-bit out), ICC profile and EXIF: untouched pixels stay the input's

@@ -194,3 +194,38 @@ def test_docstring_examples_run():
 
     outcome = doctest.testmod(restoreagent.api)
     assert outcome.attempted >= 3 and outcome.failed == 0
+
+
+def test_restore_only_a_region_keeps_the_rest_bit_for_bit():
+    from restoreagent import Agent
+
+    rng = np.random.default_rng(0)
+    photo = rng.random((96, 96, 3), dtype=np.float32)
+    agent = Agent(planner="fixed+detect")
+    r = agent.restore(photo, plan="denoise:dct_low", box=(10, 12, 30, 20), margin=8, feather=4)
+    far = np.ones((96, 96), bool)
+    far[12 - 5 : 12 + 20 + 5, 10 - 5 : 10 + 30 + 5] = False  # the box widened by the feather (+1)
+    assert (r.image[far] == photo[far]).all()
+    assert not np.array_equal(r.image[12:32, 10:40], photo[12:32, 10:40])  # the box was restored
+    assert r.report["region"]["crop"] == [0, 0, 52, 44]  # the box + feather (4) + margin (8), clipped at 0
+    assert r.plan.text() == "denoise:dct_low"
+    mask = np.zeros((96, 96), bool)
+    mask[40:60, 40:60] = True
+    m = agent.restore(photo, plan="denoise:dct_low", mask=mask, feather=0, margin=0)
+    assert (m.image[~mask] == photo[~mask]).all()
+    with pytest.raises(RestoreAgentError):
+        agent.restore(photo, plan="denoise:dct_low", box=(0, 0, 8, 8), mask=mask)
+
+
+def test_restore_fused_blends_the_plan_and_its_neighbours():
+    from restoreagent import Agent
+    from restoreagent.fusion import candidate_plans, run_plans
+    from restoreagent.plan import parse_plan
+
+    rng = np.random.default_rng(1)
+    photo = rng.random((48, 48, 3), dtype=np.float32)
+    r = Agent(planner="fixed+detect").restore(photo, plan="denoise:dct_low", fuse=3)
+    assert r.report["mode"] == "fused" and len(r.report["candidates"]) == 3
+    outs = np.stack(run_plans(photo, candidate_plans(parse_plan("denoise:dct_low"), 3)))
+    # a convex combination of its candidates: inside their per-pixel range
+    assert (r.image >= outs.min(0) - 1e-4).all() and (r.image <= outs.max(0) + 1e-4).all()
