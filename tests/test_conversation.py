@@ -58,6 +58,8 @@ TOOLS = {"dct_mid": "denoise", "unet_denoise_high": "denoise", "dejpeg_mild": "d
         ("denoise:dct_mid, dejpeg:dejpeg_mild", {"action": "restore", "plan": "denoise:dct_mid, dejpeg:dejpeg_mild"}),
         ("restore", {"action": "restore"}),
         ("fix it", {"action": "restore"}),
+        ("blend the best results", {"action": "fuse"}),
+        ("can you combine them?", {"action": "fuse"}),
         ("help", {"action": "help"}),
         ("what is the weather", None),
         ("", None),
@@ -220,6 +222,25 @@ def test_export_replays_to_the_same_pixels(engine, photo):
     data["turns"][1]["sha256"] = "0" * 64
     with pytest.raises(RestoreAgentError, match="turn 2"):
         replay(data, photo, engine)
+
+
+def test_blend_the_best_results_is_a_convex_fusion_that_undoes_and_replays(engine, photo):
+    s = Session(photo, engine, "example")
+    base = s.say("restore").turn
+    r = s.say("blend the best results")
+    assert r.turn.fuse == 3 and r.turn.plan == base.plan
+    assert r.turn.steps[-1].task == "fuse" and len(r.turn.steps) == len(base.steps) + 1
+    # the blend lies between the candidates it was given, pixel by pixel (the base plan is one of them)
+    from restoreagent.fusion import candidate_plans, run_plans
+
+    outs = np.stack(run_plans(photo, candidate_plans(base.plan, 3)))
+    assert (s.image >= outs.min(0) - 1e-4).all() and (s.image <= outs.max(0) + 1e-4).all()
+    boxed = s.say("only the box", box=(10, 10, 40, 30)).turn  # a new state: the plan on the box, not blended
+    assert boxed.fuse == 0 and boxed.region == {"kind": "box", "box": [10, 10, 40, 30]}
+    assert np.array_equal(s.image[70:, 100:], photo[70:, 100:])  # outside the box and its feather: the input
+    assert "blended" in s.say("undo").text
+    again = replay(json.loads(json.dumps(s.export())), photo, Engine("fixed+detect"))
+    assert [t.sha256 for t in again.turns] == [t.sha256 for t in s.turns]
 
 
 # -- the optional chat-model endpoint, against a fake local OpenAI-compatible server ------------------

@@ -114,6 +114,24 @@ class Engine:
             results.append(StepResult(r.task, r.tool, r.seconds, out))
         return results
 
+    def execute_fused(
+        self,
+        image: np.ndarray,
+        plan: Plan,
+        k: int,
+        mask: np.ndarray | None = None,
+        on_step: Callable[[int, int, Step], None] | None = None,
+    ) -> list[StepResult]:
+        """The plan's steps (whole photo or ``mask``), then one more picture: the plan and its K-1
+        neighbours blended by the learned fusion network (:meth:`restoreagent.api.Agent.restore`
+        with ``fuse=k``; the same region rules)."""
+        steps = self.execute(image, plan, on_step) if mask is None else self.execute_region(image, plan, mask, on_step)
+        t0 = time.perf_counter()
+        region = {} if mask is None else {"mask": mask, "feather": FEATHER}
+        result = self.agent.restore(image, plan=plan, fuse=k, **region)
+        names = [c["plan"] if isinstance(c, dict) else str(c) for c in result.report.get("candidates", [])]
+        return steps + [StepResult("fuse", f"blend of {len(names)}: " + " | ".join(names), time.perf_counter() - t0, result.image)]
+
     def assess(self, image: np.ndarray, piqe: bool = True) -> dict:
         """No-reference scores (lower is better for each): noise (grey levels), exposure error, PIQE."""
         from ..quality import exposure_error, noise_level

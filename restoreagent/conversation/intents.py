@@ -15,6 +15,7 @@ action              arguments                                        said as
 ``remove``          ``tasks``                                        "don't sharpen", "no deblurring"
 ``set_tool``        ``task``, ``tool``                               "use unet_denoise_high"
 ``region``          ``kind`` box | mask | sky | whole, ``box``      "only the box", "only the sky"
+``fuse``            ``k`` (optional, default 3)                      "blend the best results", "fuse them"
 ``undo``            -                                                "undo", "go back"
 ``help``            -                                                "help", "?"
 ==================  ===============================================  ==================================
@@ -27,12 +28,14 @@ from __future__ import annotations
 
 import re
 
-ACTIONS = ("restore", "alternative", "more", "less", "stronger", "weaker", "remove", "set_tool", "region", "undo", "help")
+ACTIONS = (
+    "restore", "alternative", "more", "less", "stronger", "weaker", "remove", "set_tool", "region", "fuse", "undo", "help",
+)
 
 EXAMPLES = (
     '"not satisfied" / "try again" (next plan), "still noisy", "too dark", "too bright", '
     '"don\'t sharpen", "no deblurring", "stronger", "weaker denoising", "use dct_mid", '
-    '"only the box", "only the sky", "whole image", "undo", or a plan such as "denoise:unet_denoise_mid"'
+    '"only the box", "only the sky", "whole image", "blend the best results", "undo", or a plan such as "denoise:unet_denoise_mid"'
 )
 
 # Words for each task, most specific first. "sharpen" means any of the three sharpening tasks.
@@ -81,6 +84,8 @@ def parse_intent(text: str, tools: dict[str, str] | None = None) -> dict | None:
         return {"action": "help"}
     if re.search(r"\b(undo|go back|revert|back to (the )?previous)\b", t):
         return {"action": "undo"}
+    if re.search(r"\b(blend|fuse|fusion|combine|mix)\b", t):  # "blend the best results"
+        return {"action": "fuse"}
     if re.search(r"\b(whole|entire|full|all of the) (image|photo|picture)\b|\beverywhere\b", t):
         return {"action": "region", "kind": "whole"}
     if re.search(r"\b(only|just)\b", t) and re.search(r"\b(brush\w*|mask|painted)\b", t):

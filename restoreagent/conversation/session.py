@@ -40,6 +40,7 @@ from .engine import (
 from .intents import ACTIONS, EXAMPLES, parse_intent
 
 FORMAT = "restoreagent-conversation/1"
+FUSE_K = 3  # results "blend the best results" fuses: the plan and its two nearest variants
 KEEP_BYTES = 512 << 20  # pictures kept per session (older states are recomputed when looked at again)
 Progress = Callable[[int, int, Step], None]
 
@@ -66,6 +67,7 @@ class Turn:
     alternative: int = 0  # index in the session's alternatives of the plan this turn started from
     parent: int | None = None  # the turn whose state "undo" returns to (None: the input photo)
     sha256: str = ""
+    fuse: int = 0  # > 0: the last picture blends the plan and fuse-1 neighbours (learned fusion)
 
     def to_json(self) -> dict:
         return {
@@ -79,6 +81,7 @@ class Turn:
             "steps": [s.to_json() for s in self.steps],
             "scores": self.scores,
             "sha256": self.sha256,
+            "fuse": self.fuse,
         }
 
 
@@ -178,8 +181,8 @@ class Session:
             return Reply(f"the action {name!r} has arguments I cannot use ({e})", action=action)
         if isinstance(change, str):  # nothing to do; say why
             return Reply(change, action=action)
-        plan, region, alternative, reply = change
-        turn = self._make_turn(said, action, reply, plan, region, alternative, self._last_index(), on_step)
+        plan, region, alternative, reply, *fuse = change
+        turn = self._make_turn(said, action, reply, plan, region, alternative, self._last_index(), on_step, *fuse)
         return Reply(reply, turn, action)
 
     def _last_index(self) -> int | None:
@@ -205,6 +208,13 @@ class Session:
             return plans[nxt], region, nxt, f"Alternative {nxt} of {len(plans) - 1}: {plans[nxt].text()}."
         if name == "region":
             return self._decide_region(action, plan, alternative)
+        if name == "fuse":
+            k = int(action.get("k") or FUSE_K)
+            if not 2 <= k <= 8:
+                raise RestoreAgentError(f"blend 2 to 8 results, not {k}")
+            if not plan:
+                return "There is nothing to blend: the plan is empty. Say \"restore\" first."
+            return plan, region, alternative, f"Blending {plan.text()} with its nearest variants ({k} results).", k
         if name == "remove":
             tasks = [t for t in action.get("tasks") or [action.get("task")] if t]
             gone = [s for s in plan if s.task in tasks]
@@ -298,28 +308,34 @@ class Session:
             return Reply("Nothing to undo: this is the photo as it came.", action=action)
         if cur.parent is None:
             plan, region, alternative, parent, reply = Plan(), None, 0, None, "Undone; back to the photo as it came."
+            fuse = 0
         else:
             back = self.turns[cur.parent]
             plan, region, alternative, parent = back.plan, back.region, back.alternative, back.parent
+            fuse = back.fuse
             where = f" on the {region['kind']}" if region else ""
-            reply = f"Undone; back to {plan.text()}{where}."
-        turn = self._make_turn(said, action, reply, plan, region, alternative, parent, None)
+            reply = f"Undone; back to {plan.text()}{where}{' (blended)' if fuse else ''}."
+        turn = self._make_turn(said, action, reply, plan, region, alternative, parent, None, fuse)
         return Reply(reply, turn, action)
 
     # -- doing -----------------------------------------------------------------------------------
-    def _make_turn(self, said, action, reply, plan, region, alternative, parent, on_step) -> Turn:
-        steps = self.render(plan, region, on_step)
+    def _make_turn(self, said, action, reply, plan, region, alternative, parent, on_step, fuse: int = 0) -> Turn:
+        steps = self.render(plan, region, on_step, fuse)
         image = steps[-1].image if steps else self.input
         scores = self.engine.assess(image)
-        turn = Turn(said, action, reply, plan, region, steps, image, scores, alternative, parent, pixels_sha256(image))
+        turn = Turn(said, action, reply, plan, region, steps, image, scores, alternative, parent, pixels_sha256(image), fuse)
         self.turns.append(turn)
         return turn
 
-    def render(self, plan: Plan, region: dict | None, on_step: Progress | None = None) -> list[StepResult]:
-        """The steps of ``plan`` applied to the input (whole, or only ``region``); cached by state."""
-        key = (plan.text(), repr(region))
+    def render(self, plan: Plan, region: dict | None, on_step: Progress | None = None, fuse: int = 0) -> list[StepResult]:
+        """The steps of ``plan`` applied to the input (whole, or only ``region``), then with ``fuse``
+        the blended picture; cached by state."""
+        key = (plan.text(), repr(region), fuse)
         if key not in self._cache:
-            if region is None:
+            if fuse:
+                mask = None if region is None else self.region_mask(region)
+                steps = self.engine.execute_fused(self.input, plan, fuse, mask, on_step)
+            elif region is None:
                 steps = self.engine.execute(self.input, plan, on_step)
             else:
                 steps = self.engine.execute_region(self.input, plan, self.region_mask(region), on_step)
@@ -335,7 +351,7 @@ class Session:
         """
         t = self.turns[index]
         if t.steps and any(s.image is None for s in t.steps):
-            t.steps = self.render(t.plan, t.region)
+            t.steps = self.render(t.plan, t.region, fuse=t.fuse)
         return [self.input] + [s.image for s in t.steps]
 
     def _forget_old_pictures(self) -> None:
@@ -345,7 +361,7 @@ class Session:
             size = sum(s.image.nbytes for s in self._cache[key] if s.image is not None)
             if used and used + size > KEEP_BYTES:
                 for turn in self.turns:  # the turns drop their references too
-                    if (turn.plan.text(), repr(turn.region)) == key:
+                    if (turn.plan.text(), repr(turn.region), turn.fuse) == key:
                         turn.steps = [StepResult(s.task, s.tool, s.seconds, None) for s in turn.steps]
                         turn.image = None
                 del self._cache[key]
@@ -402,7 +418,9 @@ def replay(data: dict, image: np.ndarray, engine: Engine | None = None, name: st
     session = Session(image, engine or Engine(data.get("planner", "vlm")), name or data["input"]["name"])
     for i, t in enumerate(data["turns"]):
         plan = parse_plan(t["plan"])
-        turn = session._make_turn(t["said"], t["action"], t["reply"], plan, t["region"], t["alternative"], t["parent"], None)
+        turn = session._make_turn(
+            t["said"], t["action"], t["reply"], plan, t["region"], t["alternative"], t["parent"], None, t.get("fuse", 0)
+        )
         if t.get("sha256") and turn.sha256 != t["sha256"]:
             raise RestoreAgentError(f"turn {i + 1} ({t['said']!r}) did not replay to the recorded pixels")
     return session

@@ -91,7 +91,7 @@ function setBusy(on) {
   state.busy = on;
   $("progress-box").hidden = !on;
   document.body.dataset.busy = on ? "1" : "0";
-  for (const id of ["restore-btn", "alt-btn", "undo-btn", "whole-btn", "say-btn"]) $(id).disabled = on;
+  for (const id of ["restore-btn", "alt-btn", "fuse-btn", "undo-btn", "whole-btn", "say-btn"]) $(id).disabled = on;
   $("box-btn").disabled = on || !state.box;
   $("mask-btn").disabled = on || !state.brushed;
   document.querySelectorAll("#plan select").forEach((s) => (s.disabled = on));
@@ -360,6 +360,7 @@ function setup() {
   $("slider").addEventListener("input", (e) => { $("after-wrap").style.clipPath = `inset(0 0 0 ${e.target.value}%)`; });
   $("restore-btn").onclick = () => say("restore");
   $("alt-btn").onclick = () => say("not satisfied");
+  $("fuse-btn").onclick = () => say("blend the best results");
   $("undo-btn").onclick = () => say("undo");
   $("box-btn").onclick = () => say("only the box");
   $("mask-btn").onclick = () => say("only the brushed area", { mask: maskCanvas.toDataURL("image/png") });
