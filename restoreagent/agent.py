@@ -24,7 +24,7 @@ from .executor import execute, run_step
 from .imageio import save_image
 from .plan import Plan, Step
 from .planners import Planner, PlanRequest, get_planner
-from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, execute_checked, resolve_quality_checks
+from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, execute_checked, judge_step, resolve_quality_checks
 
 log = logging.getLogger("restoreagent")
 
@@ -184,13 +184,7 @@ def stepwise_restore(
             )
         steps.append(rec)
         _say(verbose, f"step {rec['index']}: {step.task:<15} {step.tool:<22} {seconds * 1000:8.1f} ms")
-        verdicts, out_scores = [], {}
-        for check in checks:
-            if check.judges(step.task, current):
-                if check.name not in scores:
-                    scores[check.name] = check.score(current)
-                out_scores[check.name] = check.score(out)
-                verdicts.append(check.judge(scores[check.name], out_scores[check.name]))
+        verdicts, out_scores = judge_step(checks, step.task, current, out, scores)
         if verdicts:
             rec["quality"] = verdicts
         if any(v["rejected"] for v in verdicts):  # undone at once, as the planner's rollback would

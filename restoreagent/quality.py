@@ -212,6 +212,20 @@ def denoiser_for(sigma: float) -> str | None:
     return min(options, key=lambda t: 0 if options[t][0] <= sigma < options[t][1] else min(abs(sigma - options[t][0]), abs(sigma - options[t][1])))
 
 
+def judge_step(checks, task: str, before: np.ndarray, after: np.ndarray, before_scores: dict) -> tuple[list[dict], dict]:
+    """The verdicts of the ``checks`` that judge ``task`` on one step (``before`` -> ``after``), and
+    the scores of ``after`` (check name -> score). ``before_scores`` caches the scores of ``before``
+    (filled here when missing), so a chain of steps scores each image once."""
+    verdicts, after_scores = [], {}
+    for check in checks:
+        if check.judges(task, before):
+            if check.name not in before_scores:
+                before_scores[check.name] = check.score(before)
+            after_scores[check.name] = check.score(after)
+            verdicts.append(check.judge(before_scores[check.name], after_scores[check.name]))
+    return verdicts, after_scores
+
+
 def execute_checked(
     plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK, save_steps=None, on_step=None, step_runner=None
 ):
@@ -241,13 +255,7 @@ def execute_checked(
         rec = {"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": round(seconds, 4), "kept": True}
         if added_by:
             rec["added_by"] = added_by
-        verdicts, out_scores = [], {}
-        for check in checks:
-            if check.judges(step.task, current):
-                if check.name not in scores:
-                    scores[check.name] = check.score(current)
-                out_scores[check.name] = check.score(out)
-                verdicts.append(check.judge(scores[check.name], out_scores[check.name]))
+        verdicts, out_scores = judge_step(checks, step.task, current, out, scores)
         if verdicts:
             rec["quality"] = verdicts
         if any(v["rejected"] for v in verdicts):

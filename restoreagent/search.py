@@ -222,19 +222,25 @@ def exhaustive_search(
         batched = batches and count_tree_calls(toolset) * degraded.nbytes <= LEVEL_MEMORY_BYTES
     walk = _walk_by_level if batched else _walk_depth_first
     leaves, nodes, calls = walk(degraded, clean, tasks, toolset, scorer, record_nodes, on_call)
-    stats = ZStats.of([c.metrics for c in leaves], scorer.metrics)
-    for c in leaves:
+    return ranked_result(tasks, toolset, scorer, leaves, nodes, calls, len(leaves) * len(tasks), t0)
+
+
+def ranked_result(tasks, toolset, scorer: Scorer, candidates, nodes, calls: int, naive_calls: int, t0: float) -> SearchResult:
+    """The search's answer from its scored candidates (in enumeration order): balanced scores in the
+    frame of these candidates, best first."""
+    stats = ZStats.of([c.metrics for c in candidates], scorer.metrics)
+    for c in candidates:
         c.balanced = stats.balanced(c.metrics)
     # stable sort: ties keep enumeration order, so results are deterministic
-    leaves.sort(key=lambda c: -c.balanced)
+    candidates.sort(key=lambda c: -c.balanced)
     return SearchResult(
         tasks=tasks,
         toolset=toolset,
         metric_names=scorer.metrics,
-        candidates=leaves,
+        candidates=candidates,
         stats=stats,
         tool_calls=calls,
-        naive_tool_calls=len(leaves) * len(tasks),
+        naive_tool_calls=naive_calls,
         seconds=time.perf_counter() - t0,
         nodes=nodes,
     )

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..plan import Plan, Step
 from ..scoring import Scorer, ZStats
-from ..search import Candidate, Node, SearchResult, count_pipelines, default_toolset
+from ..search import Candidate, Node, SearchResult, count_pipelines, default_toolset, ranked_result
 from ..tasks import TASK_FOR_DEGRADATION, physical_task_order
 from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import get_tool
@@ -153,22 +153,8 @@ def beam_search(
         if max(leaf_metrics, key=lambda k: frame.balanced(leaf_metrics[k])) == best:
             break
     cands = [Candidate(Plan(s), m) for s, m in sorted(leaf_metrics.items(), key=lambda kv: _order_key(kv[0], tasks, toolset))]
-    stats = ZStats.of([c.metrics for c in cands], scorer.metrics)
-    for c in cands:
-        c.balanced = stats.balanced(c.metrics)
-    cands.sort(key=lambda c: -c.balanced)
     nodes = [Node(s, m) for s, m in sorted(node_metrics.items(), key=lambda kv: _order_key(kv[0], tasks, toolset))]
-    return SearchResult(
-        tasks=tasks,
-        toolset=toolset,
-        metric_names=scorer.metrics,
-        candidates=cands,
-        stats=stats,
-        tool_calls=calls,
-        naive_tool_calls=count_pipelines(toolset) * len(tasks),
-        seconds=time.perf_counter() - t0,
-        nodes=nodes,
-    )
+    return ranked_result(tasks, toolset, scorer, cands, nodes, calls, count_pipelines(toolset) * len(tasks), t0)
 
 
 def _order_key(steps, tasks, toolset):
