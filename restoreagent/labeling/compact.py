@@ -461,7 +461,7 @@ def write_compact_card(out) -> None:
         "search is measured in docs/labeling.md.",
         f"- **metrics**: {', '.join(man.get('config', {}).get('metrics', []))}",
         f"- **recipe**: random {cfg.get('crop')} px crops, {cfg.get('min_degradations')}-{cfg.get('max_degradations')} core "
-        f"degradations (seed {cfg.get('seed')}); every {cfg.get('snow_every')}th sample a snow combination "
+        f"degradations (seed {cfg.get('seed')}); one sample in {cfg.get('snow_every')} a snow combination "
         f"(`{cfg.get('snow_combos')}`, cycled)",
         f"- **photos needed to rebuild the images**: the folders {folders} (the project's train folders, "
         "`restoreagent/splits.py`; they live in the shared data folder `../shared/data/images/` beside a checkout and "
