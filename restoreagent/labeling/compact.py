@@ -45,6 +45,7 @@ from .labeler import (
     _jsonable,
     _scorer,
     choose_combo,
+    degrade_sample,
     fixed_plan,
     plan_labels,
     resolve_toolset,
@@ -160,10 +161,7 @@ def compact_label_sample(p: dict) -> list[dict]:
     """Degrade the clean crop, search (beam or exhaustive), encode the scores; the one record."""
     t0 = time.perf_counter()
     clean = p["clean"]
-    degraded, record = degrade(clean, chain=", ".join(p["combo"]), seed=p["deg_seed"])
-    degraded = quantize(degraded)
-    tasks = tasks_for(record["degradations"])
-    toolset = {t: list(p["toolset"][t]) for t in tasks}
+    degraded, record, tasks, toolset = degrade_sample(p)
     scorer = _scorer(tuple(p["metrics"]))
     if p["labeler"] == "exhaustive":
         search = exhaustive_search(degraded, clean, degradations=record["degradations"], toolset=toolset, scorer=scorer, record_nodes=True)

@@ -217,14 +217,19 @@ def _scorer(metrics: tuple[str, ...]):
     return _SCORERS[metrics]
 
 
+def degrade_sample(p: dict):
+    """A labeling unit's degraded crop (8-bit quantised, as a saved file would be), its record, and
+    the tasks and tool choices the search covers: the same for every labeler."""
+    degraded, record = degrade(p["clean"], chain=", ".join(p["combo"]), seed=p["deg_seed"])
+    tasks = tasks_for(record["degradations"])
+    return quantize(degraded), record, tasks, {t: list(p["toolset"][t]) for t in tasks}
+
+
 def label_sample(p: dict) -> list[dict]:
     """Degrade the clean crop, run and score every candidate pipeline; returns the one record."""
     t0 = time.perf_counter()
     clean = p["clean"]
-    degraded, record = degrade(clean, chain=", ".join(p["combo"]), seed=p["deg_seed"])
-    degraded = quantize(degraded)
-    tasks = tasks_for(record["degradations"])
-    toolset = {t: list(p["toolset"][t]) for t in tasks}
+    degraded, record, tasks, toolset = degrade_sample(p)
     metrics = tuple(p["metrics"])
     search = exhaustive_search(degraded, clean, degradations=record["degradations"], toolset=toolset, scorer=_scorer(metrics), record_nodes=True)
     fixed = fixed_plan(search.tasks, toolset)
