@@ -54,6 +54,8 @@ RESTOREAGENT_COMBOS = [
 # Bench name -> the planner run through the agent's stepwise loop (it sees only the image and the
 # execution history, so only planners that need no truth can be run this way).
 STEPWISE_PLANNERS = {"vlm_stepwise": "vlm"}
+# Planners that take another model folder as ``NAME@FOLDER`` (a candidate beside the shipped one).
+FOLDER_PLANNERS = ("vlm", "ranker", "ranker+truth")
 # Bump when a row's content or its scoring changes: cached rows of other versions are recomputed.
 ROW_VERSION = 1
 
@@ -77,8 +79,8 @@ def check_planner_names(names) -> None:
         if kind not in known:
             raise UnknownNameError(f"unknown planner {name!r}; planners: {', '.join(known)} (vlm@FOLDER for another VLM planner)")
         if path is not None:
-            if STEPWISE_PLANNERS.get(kind, kind) != "vlm":
-                raise RestoreAgentError(f"{name}: only vlm and vlm_stepwise take a planner folder (@FOLDER)")
+            if STEPWISE_PLANNERS.get(kind, kind) not in FOLDER_PLANNERS:
+                raise RestoreAgentError(f"{name}: only {', '.join(FOLDER_PLANNERS)} and vlm_stepwise take a model folder (@FOLDER)")
             if not Path(path).is_dir():
                 raise RestoreAgentError(f"{name}: planner folder {path!r} does not exist")
     if len(set(names)) != len(names):

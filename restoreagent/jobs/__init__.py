@@ -11,6 +11,7 @@ train-planner      jobs.train_planner.PlannerTrainConfig         planners.vlm.tr
 train-tool         jobs.train_tool.ToolTrainConfig               tools.learned.training.train_tool       ``train/train_tool.py``
 train-perception   perception.config.PerceptionTrainConfig       perception.train.train                  ``train/train_perception.py``
 train-fusion       jobs.train_fusion.FusionTrainConfig           fusion.train.train_fusion               ``restoreagent job train-fusion``
+train-ranker       jobs.train_ranker.RankerTrainConfig           planners.ranker.train.train_ranker      ``restoreagent job train-ranker``
 stage1-data        jobs.train_planner.Stage1DataConfig           planners.vlm.train_data                 build stage
 severity-targets   jobs.build.SeverityTargetsConfig              planners.vlm.train_data                 build stage
 planner-merge      jobs.build.MergeConfig                        planners.vlm.extend.merge_planner       ``restoreagent planner merge``
@@ -73,6 +74,8 @@ JOBS: dict[str, Job] = {
             "restoreagent.perception.train:train", "train the degradation detector"),
         Job("train-fusion", "restoreagent.jobs.train_fusion:FusionTrainConfig",
             "restoreagent.fusion.train:train_fusion", "train the fusion network (blends K candidate restorations)"),
+        Job("train-ranker", "restoreagent.jobs.train_ranker:RankerTrainConfig",
+            "restoreagent.planners.ranker.train:train_ranker", "train the plan scorer on every labeled candidate's score"),
         Job("stage1-data", "restoreagent.jobs.train_planner:Stage1DataConfig",
             "restoreagent.planners.vlm.train_data:run_stage1_data", "the planner's stage-1 set from the generator"),
         Job("severity-targets", "restoreagent.jobs.build:SeverityTargetsConfig",

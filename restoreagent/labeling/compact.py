@@ -302,18 +302,30 @@ def photo_roots(out, images=None) -> dict[str, Path]:
     return roots
 
 
-def rebuild(row: dict, roots: dict[str, Path], check_photo: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(clean crop, degraded crop) of a compact record, rebuilt from its photo and checked against its hashes."""
+def rebuild(row: dict, roots: dict[str, Path], check_photo: bool = True,
+            photos: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(clean crop, degraded crop) of a compact record, rebuilt from its photo and checked against its hashes.
+
+    ``photos``: a dict kept by the caller across calls (photo path -> decoded, checked pixels), so a
+    pass over many records decodes and hashes each photo once.
+    """
     folder, _, name = row["photo"].partition("/")
     if folder not in roots:
         raise RestoreAgentError(f"photo folder {folder!r} is not known here; pass its location (images=[.../{folder}])")
     src = roots[folder] / name
-    if not src.exists():
-        raise RestoreAgentError(f"{src}: photo of sample {row['sample_id']} not found (pass where {folder!r} is now)")
-    if check_photo and file_sha256(src) != row["photo_sha256"]:
-        raise RestoreAgentError(f"{src}: not the photo sample {row['sample_id']} was made from (sha256 differs)")
+    key = (str(src), row["photo_sha256"])
+    if photos is not None and key in photos:
+        pixels = photos[key]
+    else:
+        if not src.exists():
+            raise RestoreAgentError(f"{src}: photo of sample {row['sample_id']} not found (pass where {folder!r} is now)")
+        if check_photo and file_sha256(src) != row["photo_sha256"]:
+            raise RestoreAgentError(f"{src}: not the photo sample {row['sample_id']} was made from (sha256 differs)")
+        pixels = load_image(src)
+        if photos is not None:
+            photos[key] = pixels
     top, left, h, w = row["crop_box"]
-    clean = np.ascontiguousarray(load_image(src)[top : top + h, left : left + w])
+    clean = np.ascontiguousarray(pixels[top : top + h, left : left + w])
     record = json.loads(row["degradation_record"])
     degraded, _ = degrade(clean, chain=record["chain"], seed=record["seed"])
     degraded = quantize(degraded)

@@ -43,6 +43,8 @@ _PLANNERS = {
     "oracle": "restoreagent.planners.baselines:OraclePlanner",
     "fixed+detect": "restoreagent.planners.baselines:FixedDetectPlanner",
     "vlm": "restoreagent.planners.vlm:VLMPlanner",
+    "ranker": "restoreagent.planners.ranker:RankerPlanner",
+    "ranker+truth": "restoreagent.planners.ranker.planner:truth_ranker",
 }
 
 

@@ -217,6 +217,7 @@ class VLMPlanner:
         processor=None,
         saw: str | None = None,
         backend: str | None = None,
+        plan_scorer: str | None = None,
     ):
         """``tools`` (task -> names) fixes the tool set instead of asking the registry at each plan.
 
@@ -250,6 +251,15 @@ class VLMPlanner:
             raise RestoreAgentError(f"saw must be 'model' or 'detector', got {self.saw!r}")
         self.detector_tiles = int(meta.get("detector_tiles", 4))
         self.last_detection = None
+        # "shipped" or a folder: the first answer's plan is the plan scorer's pick among every pipeline
+        # for the detector's set (:mod:`restoreagent.planners.ranker`, trained on every labeled
+        # candidate's score), read from the same tower pass; "none": the language model's own plan.
+        scorer = plan_scorer or meta.get("plan_scorer", "none")
+        if scorer != "none" and self.saw != "detector":
+            raise RestoreAgentError("a plan scorer needs saw='detector' (it plans for the detector's set)")
+        self.plan_scorer = None if scorer == "none" else scorer
+        self._ranker = None
+        self.last_features = None
         self.tools = tools
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids(net, self.tokenizer)
@@ -323,10 +333,15 @@ class VLMPlanner:
             with _torch_threads(self.num_threads if cpu else None), torch.inference_mode():
                 out = tower(enc["pixel_values"])
             tower.reuse_once(enc["pixel_values"], out)
-            _, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
-            self.last_detection = detector.decide(logits.mean(0).cpu().numpy(), sev.mean(0).cpu().numpy(), tiles=int(logits.shape[0]))
+            emb, logits, sev = tower.split_tokens(out.last_hidden_state[0].float())
+            logits, sev = logits.mean(0).cpu().numpy(), sev.mean(0).cpu().numpy()
+            self.last_detection = detector.decide(logits, sev, tiles=int(emb.shape[0]))
         else:
-            self.last_detection = detector.detect(image, max_tiles=self.detector_tiles)
+            logits, sev, emb = detector.raw(image, max_tiles=self.detector_tiles)
+            self.last_detection = detector.decide(logits, sev, tiles=int(emb.shape[0]))
+        from ..ranker.features import features_from_raw
+
+        self.last_features = features_from_raw(logits, sev, emb)
         return Answer(tuple(self.last_detection.degradations), Plan.of([])).text().rsplit(" ", 1)[0]
 
     # --- the protocol -----------------------------------------------------------------------
@@ -436,11 +451,47 @@ class VLMPlanner:
                 texts.append(text)
         return texts
 
+    @property
+    def ranker(self):
+        if self._ranker is None:
+            from ..ranker import RankerPlanner
+
+            self._ranker = RankerPlanner(model=None if self.plan_scorer == "shipped" else self.plan_scorer)
+        return self._ranker
+
+    def scored_answers(self, image, history: History | None, k: int) -> list[Answer] | None:
+        """With a plan scorer, the first answer for an image: the detector's set (the tower's pass)
+        and the scorer's ``k`` best pipelines for it; None when the language model answers instead
+        (no scorer, or a reply after executed steps, which may be a rollback)."""
+        if self.plan_scorer is None or (history is not None and history.last_step is not None):
+            return None
+        t0 = time.perf_counter()
+        enc = self.inputs(image, history)
+        try:
+            self.forced_prefix(image, history, enc)
+        finally:
+            tower = getattr(getattr(self.net, "model", None), "vision_tower", None)
+            if hasattr(tower, "reuse_once"):
+                tower.reuse_once(None)
+        saw = tuple(self.last_detection.degradations)
+        allowed = self.tools or installed_tools()
+        plans = [p for p in self.ranker.ranked(self.last_features, saw) if all(s.tool in allowed.get(s.task, ()) for s in p)]
+        answers = [Answer(saw, p) for p in plans[:k]] or [Answer(saw, Plan())]
+        self.last_text = answers[0].text()
+        self.last_seconds = time.perf_counter() - t0
+        return answers
+
     def plan_candidates(self, request, k: int = 4) -> list[Answer]:
         """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
+        scored = self.scored_answers(request.image, request.history, k)
+        if scored is not None:
+            return scored
         return [parse_answer(t, check_tools=self.tools is None) for t in self.generate_texts(request.image, request.history, k)]
 
     def plan(self, request) -> Answer:
+        scored = self.scored_answers(request.image, request.history, 1)
+        if scored is not None:
+            return scored[0]
         text = self.generate_text(request.image, request.history)
         try:
             return parse_answer(text, check_tools=self.tools is None)

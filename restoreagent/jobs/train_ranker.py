@@ -1,0 +1,39 @@
+"""The ``train-ranker`` job: its settings, defaults and help texts.
+
+Run: ``restoreagent job train-ranker [key=value ...]`` (or ``python train/train_ranker.py``). Small:
+``configs/smoke/train-ranker.yaml``. The logic: :mod:`restoreagent.planners.ranker.train` (the
+labeled records' features appended to ``table``, then the plan scorer trained on every evaluated
+candidate's score and exported to ``export``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import option
+from ..splits import TRAIN_FOLDERS
+
+
+@dataclass
+class RankerTrainConfig:
+    """Train the plan scorer (image, pipeline) -> score on the compact labeled dataset."""
+
+    labels: str = option("labels/restoreagent-labels-v1", "the compact labeled dataset (restoreagent job label-compact)")
+    images: tuple[str, ...] = option(TRAIN_FOLDERS, "where the labeled records' photo folders are")
+    table: str = option("runs/ranker/features.npz", "features of the labeled records (appended as the labels grow)")
+    limit: int | None = option(None, "use only the first N labeled samples")
+    fraction: float = option(1.0, "train on this random fraction of the training samples (the scaling curve)")
+    val_every: int = option(10, "photos held out for validation: 1 in N, by a hash of the photo's name")
+    loss: str = option("listwise", "listwise: softmax cross-entropy against the candidates' scores at temperature tau; "
+                       "pairwise: a logistic loss on every pair of one sample's candidates")
+    tau: float = option(0.5, "temperature of the listwise targets (balanced-score units)")
+    hidden: int = option(128, "width of the scorer's towers")
+    epochs: int = option(40, "passes over the training samples")
+    batch_size: int = option(64, "samples per step (each with all its candidates)")
+    lr: float = option(2.0e-3, "peak AdamW learning rate (one-cycle)")
+    weight_decay: float = option(1.0e-4, "AdamW weight decay")
+    eval_every: int = option(5, "epochs between validations")
+    seed: int = option(0, "seed of the weights, batches and the fraction drawn")
+    threads: int | None = option(None, "torch CPU threads")
+    output_dir: str = option("runs/ranker/default", "summary.json of the run")
+    export: str | None = option("restoreagent/assets/ranker", "folder to write the scorer to (null: none)")
