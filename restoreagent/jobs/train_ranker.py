@@ -26,12 +26,16 @@ class RankerTrainConfig:
     val_every: int = option(10, "photos held out for validation: 1 in N, by a hash of the photo's name")
     loss: str = option("listwise", "listwise: softmax cross-entropy against the candidates' scores at temperature tau; "
                        "pairwise: a logistic loss on every pair of one sample's candidates")
+    negatives: int = option(16, "pipelines the labeler did not evaluate added to each sample's list, below its worst "
+                            "candidate (the scorer ranks every pipeline at planning time)")
+    margin: float = option(1.0, "how far below the worst evaluated candidate those are placed (balanced-score units)")
     tau: float = option(0.5, "temperature of the listwise targets (balanced-score units)")
     hidden: int = option(128, "width of the scorer's towers")
-    epochs: int = option(40, "passes over the training samples")
+    dropout: float = option(0.3, "dropout on the towers' outputs (the scorer overfits a few thousand samples without it)")
+    epochs: int = option(12, "passes over the training samples (validation stops improving after about 12 on 5k samples)")
     batch_size: int = option(64, "samples per step (each with all its candidates)")
     lr: float = option(2.0e-3, "peak AdamW learning rate (one-cycle)")
-    weight_decay: float = option(1.0e-4, "AdamW weight decay")
+    weight_decay: float = option(1.0e-2, "AdamW weight decay")
     eval_every: int = option(5, "epochs between validations")
     seed: int = option(0, "seed of the weights, batches and the fraction drawn")
     threads: int | None = option(None, "torch CPU threads")

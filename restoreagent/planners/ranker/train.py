@@ -136,37 +136,68 @@ def balanced_targets(psnr: np.ndarray, ssim: np.ndarray) -> np.ndarray:
 
 
 class Packed:
-    """Samples as padded (N, C) candidate index / target / mask arrays over unique plan feature rows."""
+    """Samples as padded (N, C) candidate index / target / mask arrays over unique plan feature rows.
 
-    def __init__(self, table: dict, encoder):
+    ``negatives``: per sample, that many pipelines the labeler did *not* evaluate (drawn from every
+    order and tool choice of its tasks) join its list with a target ``margin`` below its worst
+    evaluated candidate. The beam labeler pruned them as worse, and without them the scorer never
+    sees the bulk of the space it must rank at planning time (every pipeline of the set).
+    ``real`` marks the evaluated candidates (the only ones measured).
+    """
+
+    def __init__(self, table: dict, encoder, negatives: int = 0, margin: float = 1.0, seed: int = 0):
         from ...plan import parse_plan
+        from ...search import default_toolset
+        from .features import all_pipelines
 
-        uniq, inverse = np.unique(table["cand_plan"], return_inverse=True)
-        plans = [parse_plan(t, check_tools=False) for t in uniq]
-        keep = np.array([encoder.knows(p) for p in plans])
-        self.plan_features = encoder.encode([p for p, k in zip(plans, keep) if k])
-        remap = np.full(len(uniq), -1, np.int64)
-        remap[keep] = np.arange(int(keep.sum()))
         index = {int(s): i for i, s in enumerate(table["sample_id"])}
         per: list[list[int]] = [[] for _ in table["sample_id"]]
         for j, s in enumerate(table["cand_sample"]):
-            if remap[inverse[j]] >= 0:
-                per[index[int(s)]].append(j)
-        c = max(1, max(len(p) for p in per))
-        n = len(per)
+            per[index[int(s)]].append(j)
+        rng = np.random.default_rng(seed)
+        pools: dict[tuple, list[str]] = {}
+        entries: list[list[tuple[str, float, bool]]] = []
+        for js in per:
+            if len(js) < 2:
+                entries.append([])
+                continue
+            js = np.asarray(js)
+            texts = [str(t) for t in table["cand_plan"][js]]
+            target = balanced_targets(table["cand_psnr"][js], table["cand_ssim"][js])
+            ent = [(t, float(v), True) for t, v in zip(texts, target)]
+            if negatives:
+                tasks = tuple(sorted(parse_plan(texts[0], check_tools=False).tasks))
+                if tasks not in pools:
+                    pools[tasks] = [p.text() for p in all_pipelines(default_toolset(tasks))]
+                seen = set(texts)
+                unseen = [p for p in pools[tasks] if p not in seen]
+                low = float(target.min()) - margin
+                for k in rng.choice(len(unseen), size=min(negatives, len(unseen)), replace=False):
+                    ent.append((unseen[k], low, False))
+            entries.append(ent)
+        uniq = sorted({t for ent in entries for t, _, _ in ent})
+        plans = [parse_plan(t, check_tools=False) for t in uniq]
+        keep = np.array([encoder.knows(p) for p in plans], bool)
+        self.plan_features = encoder.encode([p for p, k in zip(plans, keep) if k])
+        row_of = {t: r for t, r in zip(np.asarray(uniq)[keep], range(int(keep.sum())))}
+        entries = [[e for e in ent if e[0] in row_of] for ent in entries]
+        c = max(1, max(len(e) for e in entries))
+        n = len(entries)
         self.plan = np.zeros((n, c), np.int64)
         self.target = np.zeros((n, c), np.float32)
         self.mask = np.zeros((n, c), bool)
-        for i, js in enumerate(per):
-            if len(js) < 2:
+        self.real = np.zeros((n, c), bool)
+        for i, ent in enumerate(entries):
+            if sum(e[2] for e in ent) < 2:
                 continue
-            js = np.asarray(js)
-            self.plan[i, : len(js)] = remap[inverse[js]]
-            self.target[i, : len(js)] = balanced_targets(table["cand_psnr"][js], table["cand_ssim"][js])
-            self.mask[i, : len(js)] = True
+            for k, (t, v, real) in enumerate(ent):
+                self.plan[i, k] = row_of[t]
+                self.target[i, k] = v
+                self.mask[i, k] = True
+                self.real[i, k] = real
         self.image = table["image"]
         self.val = table["val"]
-        self.usable = self.mask.sum(1) >= 2
+        self.usable = self.real.sum(1) >= 2
 
 
 def listwise_loss(pred, target, mask, tau: float):
@@ -209,7 +240,7 @@ def evaluate(model, packed: Packed, rows: np.ndarray) -> dict:
             r = rows[a : a + 256]
             pred = scores_of(model, packed, r).numpy()
             for i, row in enumerate(r):
-                m = packed.mask[row]
+                m = packed.real[row]
                 t = packed.target[row][m]
                 p = pred[i][m]
                 pick = int(np.argmax(p))
@@ -236,12 +267,12 @@ def train_ranker(cfg, progress: bool = True) -> dict:
     table = build_table(cfg.labels, cfg.images, cfg.table, val_every=cfg.val_every, limit=cfg.limit, progress=progress)
     table = subset(table, cfg.fraction, seed=cfg.seed)
     encoder = PlanEncoder.from_toolset(default_toolset(TASKS))
-    packed = Packed(table, encoder)
+    packed = Packed(table, encoder, negatives=cfg.negatives, margin=cfg.margin, seed=cfg.seed)
     train_rows = np.flatnonzero(packed.usable & ~packed.val)
     val_rows = np.flatnonzero(packed.usable & packed.val)
     if len(train_rows) == 0:
         raise RestoreAgentError("no labeled sample with two or more candidates to train on")
-    model = PlanScorerNet(ScorerConfig(image_dim=packed.image.shape[1], plan_dim=encoder.dim, hidden=cfg.hidden))
+    model = PlanScorerNet(ScorerConfig(image_dim=packed.image.shape[1], plan_dim=encoder.dim, hidden=cfg.hidden, dropout=cfg.dropout))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train_rows) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.1)
