@@ -343,7 +343,7 @@ def test_24_megapixel_photo_stays_under_3_gb(name):
 
 
 @pytest.mark.parametrize("shape", [(3, 2048), (2048, 3)])
-def test_learned_tool_per_pixel_time_on_a_thin_image(shape):
+def test_learned_tool_per_pixel_time_on_a_thin_image(shape, default_tiling):
     """A 3-px-wide image is padded to the U-Net's multiple of 8 (2.7x its pixels) and runs as one
     strip. On one thread, CPU time: 1.9-2.3x the per-pixel time of a 256 x 256 image (3.2-3.4x
     before, when the strip ran as padded 3 x 1024 tiles; docs/photo_files.md). The bound is generous
@@ -381,7 +381,18 @@ def test_learned_tool_per_pixel_time_on_a_thin_image(shape):
     assert np.abs(out - band).mean() < 0.05  # a clean band stays itself
 
 
-def test_a_thin_image_runs_as_one_strip(monkeypatch):
+@pytest.fixture
+def default_tiling(monkeypatch):
+    """The learned tools built with their own tile size (`run --tile` sets RESTOREAGENT_TILE in-process)."""
+    from restoreagent.tools.registry import get_tool
+
+    monkeypatch.delenv("RESTOREAGENT_TILE", raising=False)
+    get_tool.cache_clear()
+    yield
+    get_tool.cache_clear()
+
+
+def test_a_thin_image_runs_as_one_strip(monkeypatch, default_tiling):
     from restoreagent.tools.learned.runner import TorchRunner
     from restoreagent.tools.registry import get_tool
 
@@ -396,7 +407,7 @@ def test_a_thin_image_runs_as_one_strip(monkeypatch):
     assert len(calls) >= 2 and all(h == 3 and w * 8 <= 1024 * 1024 for h, w, _ in calls)
 
 
-def test_super_resolution_of_a_thin_image_keeps_its_shape():
+def test_super_resolution_of_a_thin_image_keeps_its_shape(default_tiling):
     from restoreagent.tools.registry import get_tool
 
     band = np.random.default_rng(0).random((1, 700, 3), dtype=np.float32) * 0.2 + 0.4
