@@ -32,7 +32,18 @@ from restoreagent.degradations import apply_degradation, degrade
 from restoreagent.degradations.params import complete_params
 from restoreagent.imageio import center_crop
 from restoreagent.planners.vlm.train_data import skimage_images
-from restoreagent.quality import DEFAULT_QUALITY_CHECK, QUALITY_CHECKS, resolve_quality_checks
+from restoreagent.quality import (
+    DEFAULT_QUALITY_CHECK,
+    FAINT_NOISE,
+    FAINT_NOT_WITH,
+    FAINT_PIQE_TASKS,
+    HAZE_FLOOR,
+    HAZE_TASKS,
+    QUALITY_CHECKS,
+    haze_level,
+    noise_level,
+    resolve_quality_checks,
+)
 from restoreagent.tasks import CORE_TASKS as TASKS  # the experiment covers the original eight tasks
 from restoreagent.tasks import DEGRADATION_FOR_TASK
 from restoreagent.tools.registry import available_tools, get_tool
@@ -106,7 +117,8 @@ def matched_plan(record) -> list[tuple[str, str]]:
 
 
 def cases(photos, classical):
-    """(kind, photo index, task, tool, note, clean, before) for every step of the experiment."""
+    """(kind, photo index, task, tool, note, clean, before[, photo, planned tasks]) for every step of the
+    experiment; a single step's photo is its input and its plan that step alone."""
     for i, clean in enumerate(photos):
         for task in TASKS:
             for tool in classical[task]:
@@ -131,8 +143,9 @@ def cases(photos, classical):
                             yield "wrong", i, other, RECIPE_TOOL[other], note, clean, x
         for combo in COMBOS:
             x, record = degrade(clean, chain=", ".join(combo), seed=i)
-            for task, tool in matched_plan(record):
-                yield "pipeline", i, task, tool, " + ".join(combo), clean, x
+            photo, plan = x, matched_plan(record)
+            for task, tool in plan:
+                yield "pipeline", i, task, tool, " + ".join(combo), clean, x, photo, [t for t, _ in plan]
                 x = get_tool(tool)(x)
 
 
@@ -140,7 +153,8 @@ def run(n: int, crop: int) -> tuple[list[dict], list]:
     photos = [center_crop(p, crop) for p in skimage_images()[:n]]
     classical = {t: [s.name for s in available_tools(t) if s.kind == "classical"] for t in TASKS}
     rows = []
-    for kind, i, task, tool, note, clean, before in cases(photos, classical):
+    for kind, i, task, tool, note, clean, before, *context in cases(photos, classical):
+        photo, planned = context or (before, [task])
         after = get_tool(tool)(before)
         rows.append(
             {
@@ -154,6 +168,10 @@ def run(n: int, crop: int) -> tuple[list[dict], list]:
                 "before": {c.name: c.score(before) for c in QUALITY_CHECKS.values()},
                 "after": {c.name: c.score(after) for c in QUALITY_CHECKS.values()},
                 "mean_luma": [luma(before), luma(after)],
+                # for the one-shot rules (restoreagent.quality: judge_step's faint-noise rule, precheck)
+                "photo_noise": noise_level(photo),
+                "planned": planned,
+                "haze_level": haze_level(before),
             }
         )
     return rows, photos
@@ -191,14 +209,29 @@ def report(rows, photos) -> None:
     def by_default(r):
         return any(rejected(c, r) for c in default if r["task"] in c.tasks)
 
-    print(f"\nDefault ({DEFAULT_QUALITY_CHECK}), each step judged by the checks that judge its task:\n")
-    print("| steps | good rejected | harmful rejected |")
-    print("|---|---|---|")
+    def by_rules(r):
+        """The default checks plus the rules `run --auto` adds (restoreagent.quality): the haze
+        pre-check before dehazing, PIQE on denoising when the photo's noise is faint (not with deJPEG)."""
+        piqe = QUALITY_CHECKS["piqe"]
+        faint = (
+            r["task"] in FAINT_PIQE_TASKS
+            and r["photo_noise"] < FAINT_NOISE
+            and not FAINT_NOT_WITH & set(r["planned"])
+            and rejected(piqe, r)
+        )
+        haze = r["task"] in HAZE_TASKS and r["haze_level"] < HAZE_FLOOR
+        return by_default(r) or faint or haze
+
+    print(f"\nDefault ({DEFAULT_QUALITY_CHECK}), each step judged by the checks that judge its task; then with")
+    print("the rules `run --auto` adds (haze pre-check, faint-noise PIQE on denoising):\n")
+    print("| steps | good rejected | harmful rejected | with the rules: good rejected | harmful rejected |")
+    print("|---|---|---|---|---|")
     for kind in ("clean", "matched", "wrong", "pipeline", None):
         g = [r for r in good if kind in (None, r["kind"])]
         b = [r for r in bad if kind in (None, r["kind"])]
         print(
-            f"| {kind or 'all'} | {sum(map(by_default, g))} / {len(g)} | {sum(map(by_default, b))} / {len(b)} |"
+            f"| {kind or 'all'} | {sum(map(by_default, g))} / {len(g)} | {sum(map(by_default, b))} / {len(b)} "
+            f"| {sum(map(by_rules, g))} / {len(g)} | {sum(map(by_rules, b))} / {len(b)} |"
         )
     print("\nThe two harmful steps of docs/quality_check.md, on each clean photo (PSNR of the output; rejected by: ...):\n")
     print("| photo | mean luma, gamma_strong before -> after | dct_high | gamma_strong |")

@@ -24,7 +24,17 @@ from .executor import execute, run_step
 from .imageio import save_image
 from .plan import Plan, Step
 from .planners import Planner, PlanRequest, get_planner
-from .quality import DEFAULT_QUALITY_CHECK, QualityCheck, execute_checked, judge_step, resolve_quality_checks
+from .quality import (
+    DEFAULT_QUALITY_CHECK,
+    FAINT_NOT_WITH,
+    REVEALS_NOISE,
+    QualityCheck,
+    execute_checked,
+    judge_step,
+    photo_noise,
+    precheck,
+    resolve_quality_checks,
+)
 
 log = logging.getLogger("restoreagent")
 
@@ -150,11 +160,16 @@ def stepwise_restore(
     history = History()
     current, previous = image, None
     scores, previous_scores = {}, {}  # check name -> score of current / previous (computed when needed)
+    noise0 = photo_noise(checks, image)  # for the faint-noise rule (quality.judge_step)
+    if noise0 is not None:
+        scores["noise"] = noise0
     answers, steps = [], []
     for _ in range(MAX_STEPS):
         answer: Answer = planner.plan(PlanRequest(image=current, history=history))
         answers.append(answer)
         _say(verbose, f"planner: {answer.text()}")
+        if any(s.task in FAINT_NOT_WITH for s in answer.plan):
+            noise0 = None  # JPEG hides noise from the measure: no faint-noise rule (quality.FAINT_NOT_WITH)
         last = history.last_step
         if answer.rollback:
             if last is None:  # nothing to undo: the planner has nothing better to offer
@@ -170,6 +185,13 @@ def stepwise_restore(
         step = _next_step(answer.plan, history)
         if step is None:  # stop: nothing left to do, or only steps already judged harmful
             break
+        pre = precheck(checks, step.task, current)
+        if pre is not None and pre["rejected"]:  # not run at all (quality.precheck: no haze to remove)
+            steps.append({"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": 0.0,
+                          "kept": False, "rolled_back_by": "quality", "skipped": True, "quality": [pre]})
+            history = History(done=history.done, rolled_back=history.rolled_back + (step,))
+            _say(verbose, f"skipped {step.text()} (quality pre-check: {pre['check']} {pre['before']:g} < {pre['threshold']:g})")
+            continue
         out, seconds = step_runner(current, step)
         rec = {
             "index": len(steps) + 1,
@@ -184,7 +206,9 @@ def stepwise_restore(
             )
         steps.append(rec)
         _say(verbose, f"step {rec['index']}: {step.task:<15} {step.tool:<22} {seconds * 1000:8.1f} ms")
-        verdicts, out_scores = judge_step(checks, step.task, current, out, scores)
+        verdicts, out_scores = judge_step(checks, step.task, current, out, scores, noise0)
+        if pre is not None:
+            verdicts.insert(0, pre)
         if verdicts:
             rec["quality"] = verdicts
         if any(v["rejected"] for v in verdicts):  # undone at once, as the planner's rollback would
@@ -196,6 +220,8 @@ def stepwise_restore(
             continue
         previous, previous_scores = current, scores
         current, scores = out, out_scores
+        if step.task in REVEALS_NOISE:
+            noise0 = None  # the faint-noise rule describes the photo's noise, not what brightening revealed
         history = History(done=history.done, rolled_back=history.rolled_back, last_step=step)
     return StepwiseRun(current, answers, steps)
 
@@ -212,8 +238,15 @@ def _step_line(rec: dict) -> str:
     line = f"step {rec['index']}: {rec['task']:<15} {rec['tool']:<22} {rec['seconds'] * 1000:8.1f} ms"
     if rec.get("added_by"):
         line += f" (added: {rec['added_by']})"
-    if not rec["kept"]:
-        why = ", ".join(f"{v['check']} worse by {v['worse_by']:g}" for v in rec.get("quality", []) if v["rejected"])
+    if rec.get("skipped"):
+        pre = rec["quality"][0]
+        line += f" -> not run (quality pre-check: {pre['check']} {pre['before']:g} < {pre['threshold']:g})"
+    elif not rec["kept"]:
+        why = ", ".join(
+            f"{v['check']}{' (' + v['rule'] + ')' if v.get('rule') else ''} worse by {v['worse_by']:g}"
+            for v in rec.get("quality", [])
+            if v["rejected"]
+        )
         line += f" -> rolled back (quality check: {why})"
     return line
 

@@ -8,7 +8,7 @@ the input.
 Photo-grade files: :func:`load_photo` also returns a :class:`PhotoInfo` (bit depth, ICC profile,
 EXIF with the orientation already applied and reset to 1), and :func:`save_image` given that info
 writes a 16-bit PNG/TIFF for a 16-bit input and carries the ICC profile and EXIF to formats that
-hold them (PNG, JPEG, WebP, TIFF; BMP holds neither; a 16-bit TIFF gets the ICC profile only).
+hold them (PNG, JPEG, WebP, TIFF of 8 or 16 bits; BMP holds neither).
 """
 
 from __future__ import annotations
@@ -407,14 +407,75 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _tiff16_bytes(image: np.ndarray, info: PhotoInfo) -> bytes:
-    import tifffile
+# EXIF fields a 16-bit TIFF carries in its first IFD (the descriptive ones: the structural tags of
+# the source, such as its strip offsets and sample format, describe the source file, not this one)
+_TIFF_TEXT_TAGS = (269, 270, 271, 272, 306, 315, 316, 33432)  # DocumentName ... Copyright (305: software=)
+# EXIF sub-IFDs (tag -> the private placeholder tifffile writes in its place, the tag just before it,
+# so the IFD stays sorted when the placeholder is renamed): tifffile refuses to write these pointers
+_TIFF_SUB_IFDS = {0x8769: 0x8768, 0x8825: 0x8824}  # ExifIFD (camera settings, dates), GPS IFD
 
+
+def _tiff16_bytes(image: np.ndarray, info: PhotoInfo) -> bytes:
+    """A 16-bit RGB TIFF (tifffile; Pillow writes only 8-bit colour TIFFs) with the ICC profile
+    (tag 34675) and the EXIF: its descriptive first-IFD fields (make, model, date, orientation 1,
+    resolution, ...) as tags of the image's IFD, and its EXIF and GPS sub-IFDs appended after the
+    image and pointed to by tags 34665 and 34853, as a camera's TIFF holds them."""
+    import struct
+
+    import tifffile
+    from PIL import TiffImagePlugin
+
+    exif = Image.Exif()
+    if info.exif:
+        exif.load(info.exif)
+    extratags, kwargs = [], {}
+    for tag in _TIFF_TEXT_TAGS:
+        value = exif.get(tag)
+        if isinstance(value, str) and value.isascii() and not (tag == 270 and value.startswith('{"shape"')):
+            extratags.append((tag, "s", 0, value, True))
+    if exif:
+        extratags.append((274, "H", 1, 1, True))  # the pixels were turned upright on loading
+    try:
+        if 282 in exif and 283 in exif:
+            kwargs["resolution"] = (float(exif[282]), float(exif[283]))
+            kwargs["resolutionunit"] = int(exif.get(296, 2))
+    except (TypeError, ValueError, ZeroDivisionError):
+        kwargs.pop("resolution", None)
+    subs = {}
+    for tag, placeholder in _TIFF_SUB_IFDS.items():
+        try:
+            fields = {k: v for k, v in exif.get_ifd(tag).items() if k != 0xA005}  # no interop pointer
+        except Exception:  # noqa: BLE001 - a damaged sub-IFD is left out, not fatal
+            fields = {}
+        if fields:
+            subs[tag] = fields
+            extratags.append((placeholder, "I", 1, 0, True))
     buf = io.BytesIO()
     tifffile.imwrite(
-        buf, to_uint16(image), photometric="rgb", compression="zlib", iccprofile=info.icc_profile
+        buf, to_uint16(image), photometric="rgb", compression="zlib", iccprofile=info.icc_profile,
+        byteorder="<", metadata=None, software=exif.get(305) if isinstance(exif.get(305), str) else False,
+        extratags=extratags, **kwargs,
     )
-    return buf.getvalue()
+    data = bytearray(buf.getvalue())
+    if subs:
+        with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+            tags = tif.pages[0].tags
+            where = {tag: (tags[ph].offset, tags[ph].valueoffset) for tag, ph in _TIFF_SUB_IFDS.items() if tag in subs}
+        for tag, fields in subs.items():
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=b"II\x2a\x00\x00\x00\x00\x00")
+            for k, v in fields.items():
+                ifd[k] = v
+            data += b"\0" * (len(data) % 2)  # IFDs start on a word boundary
+            offset = len(data)
+            try:
+                data += ifd.tobytes(offset)
+            except Exception:  # noqa: BLE001 - a field Pillow cannot write back: leave the sub-IFD out
+                del data[offset:]
+                continue
+            entry, value = where[tag]
+            struct.pack_into("<H", data, entry, tag)  # the placeholder becomes the real pointer
+            struct.pack_into("<I", data, value, offset)
+    return bytes(data)
 
 
 def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:

@@ -37,6 +37,19 @@ Checks (``eval/quality_check.py`` measures them; numbers in ``docs/quality_check
 NIQE and BRISQUE (pyiqa) are not offered: they need weight files from the internet, and without
 them no margin could be measured here. A check is a plain :class:`QualityCheck`, so another
 measure can be passed to ``stepwise_restore`` directly.
+
+Rules on top of the checks, found on real photos (docs/real_photos.md), their thresholds chosen on
+synthetic photos (``eval/quality_rules.py``); both agents apply them whenever checks are on:
+
+- **haze pre-check** (:func:`precheck`): a dehazing step does not run on a photo whose dark-channel
+  floor (:func:`haze_level`) is under :data:`HAZE_FLOOR`: dehazing a photo with no haze only
+  darkens it, which no after-the-step check can say.
+- **faint noise** (:func:`judge_step`): with the noise check on, PIQE judges a denoising step when
+  the photo measured faint noise (under :data:`FAINT_NOISE`), where the denoiser's gain is small and
+  the texture it removes dominates (not with a deJPEG step, nor after a brightening step).
+- **revealed noise** (:func:`execute_checked`, one-shot): a brightening step that reveals noise is
+  followed by the matched denoiser, and by stronger ones while the photo stays noisier than before
+  the brightening by more than the noise margin, unless PIQE says the stronger one lost texture.
 """
 
 from __future__ import annotations
@@ -110,6 +123,24 @@ def exposure_error(image: np.ndarray) -> float:
     return abs(float(_luma(image).mean()) - 0.5)
 
 
+def haze_level(image: np.ndarray, patch: int = 15, percentile: float = 1.0) -> float:
+    """The floor of the dark channel (He, Sun and Tang, "Single image haze removal using dark
+    channel prior", CVPR 2009): each channel smoothed over 5 px (so that noise does not pull it
+    down), the minimum over the colour channels, then over a ``patch`` px square, and the
+    ``percentile`` of that. Haze adds airlight A(1 - t) to every pixel, so nothing in a hazy photo
+    stays black and the floor rises; a photo without haze has a shadow somewhere, and its floor is
+    near 0 (a grey photo too, where the dark channel's median is high)."""
+    import cv2
+
+    image = np.asarray(image, dtype=np.float32)
+    if min(image.shape[:2]) < 3:
+        return float(image.min())
+    dark = np.ascontiguousarray(cv2.blur(image, (5, 5)).min(axis=2))
+    k = max(1, min(patch, *dark.shape))
+    dark = cv2.erode(dark, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    return float(np.percentile(dark, percentile))
+
+
 def piqe(image: np.ndarray) -> float:
     """pyiqa's PIQE (0-100, lower is better); needs no weight file."""
     import torch
@@ -180,6 +211,86 @@ def resolve_quality_checks(spec) -> tuple[QualityCheck, ...]:
     return tuple(checks)
 
 
+# --- rules on top of the checks (one-shot and stepwise) -------------------------------------------
+#
+# Thresholds chosen on synthetic photos of the train folders (eval/quality_rules.py,
+# docs/real_photos.md), never on the real photos they are then verified on.
+
+# PIQE judges a denoising step when the noise its input measures is below this (grey levels). There
+# the denoiser's benefit is small and the texture it removes dominates: on 24 synthetic photos with
+# noise of sigma 0-20 and the matched denoiser (unet_denoise_low), PIQE with its margin of 10
+# rejected no step that raised PSNR by 0.5 dB (40 dB cap) among those whose input measured under 2.0,
+# and 3 good ones between 2.0 and 2.25, 17 under 3.0. Above it PIQE is not trusted for denoising.
+FAINT_NOISE = 2.0
+FAINT_PIQE_TASKS = frozenset({"denoise"})
+# ... but not when the plan removes JPEG artefacts: compression smooths the noise away from the
+# measure's reach (it reads a noisy JPEG as faint), and on synthetic noisy JPEGs the rule then
+# dropped denoising steps that raised PSNR (docs/real_photos.md). Nor after a brightening step was
+# kept: the noise the denoiser then meets is the noise the brightening revealed, not the photo's.
+FAINT_NOT_WITH = frozenset({"dejpeg"})
+
+# A dehazing step runs only when the photo's dark-channel floor (haze_level) reaches this: the
+# lowest floor of a synthetic hazy photo (generator's lowest haze, beta 0.6, alone or with rain,
+# noise and JPEG) was 0.095; half of it leaves a margin for real haze thinner than the generator's.
+HAZE_FLOOR = 0.05
+HAZE_TASKS = frozenset({"dehaze"})
+
+
+def precheck(checks, task: str, image: np.ndarray) -> dict | None:
+    """A verdict on a step before it runs, or None when no rule applies; ``rejected``: do not run
+    it. Only with quality checks on (``checks`` not empty). The one rule: dehazing a photo with no
+    haze (its dark-channel floor under :data:`HAZE_FLOOR`) only darkens it, and no after-the-step
+    check can say so (the exposure check rejects good dehazing steps too)."""
+    if not checks or task not in HAZE_TASKS or min(image.shape[:2]) < 8:
+        return None
+    level = haze_level(image)
+    return {
+        "check": "haze",
+        "before": round(level, 4),
+        "threshold": HAZE_FLOOR,
+        "rejected": bool(level < HAZE_FLOOR),
+    }
+
+
+def judge_step(
+    checks, task: str, before: np.ndarray, after: np.ndarray, before_scores: dict, noise_of_photo: float | None = None
+) -> tuple[list[dict], dict]:
+    """The verdicts of the ``checks`` that judge ``task`` on one step (``before`` -> ``after``), and
+    the scores of ``after`` (check name -> score). ``before_scores`` caches the scores of ``before``
+    (filled here when missing), so a chain of steps scores each image once.
+
+    ``noise_of_photo``: the noise the photo measured before the plan ran (:func:`photo_noise`). When it
+    is faint (under :data:`FAINT_NOISE`), a denoising step is judged by PIQE as well (verdict
+    ``rule: "faint noise"``). It is the photo's noise, not the step's input's, because an earlier
+    step (deJPEG) lowers the measure without removing the noise: judged on the step's input, the rule
+    dropped good denoising steps after deJPEG on synthetic photos (docs/real_photos.md)."""
+    verdicts, after_scores = [], {}
+    for check in checks:
+        if check.judges(task, before):
+            if check.name not in before_scores:
+                before_scores[check.name] = check.score(before)
+            after_scores[check.name] = check.score(after)
+            verdicts.append(check.judge(before_scores[check.name], after_scores[check.name]))
+    faint = QUALITY_CHECKS["piqe"]
+    if (
+        noise_of_photo is not None
+        and noise_of_photo < FAINT_NOISE
+        and task in FAINT_PIQE_TASKS
+        and min(before.shape[:2]) >= faint.min_side
+    ):
+        if "piqe" not in before_scores:
+            before_scores["piqe"] = faint.score(before)
+        after_scores["piqe"] = faint.score(after)
+        verdicts.append({**faint.judge(before_scores["piqe"], after_scores["piqe"]), "rule": "faint noise"})
+    return verdicts, after_scores
+
+
+def photo_noise(checks, image: np.ndarray) -> float | None:
+    """The photo's noise for the faint-noise rule of :func:`judge_step`: measured only when the noise
+    check is on (the rule refines it), else None (no rule)."""
+    return noise_level(image) if any(c.name == "noise" for c in checks) else None
+
+
 # --- checked execution of a whole plan (one-shot `run --auto`) ------------------------------------
 #
 # The one-shot agent executes the planner's plan without re-planning, so the same checks judge each
@@ -190,11 +301,25 @@ def resolve_quality_checks(spec) -> tuple[QualityCheck, ...]:
 # Brightening a dark photo also scales up the noise the darkness hid (the noise check does not judge
 # brightening for that reason: the noise grows with the signal). On real low-light photos that noise
 # is then plainly visible, so when a brightening step adds more than the noise check's margin and
-# the plan has no denoising step, the denoiser matched to the noise now measured follows it (the
-# same severity rule the planner's training targets use, restoreagent.catalog.learned
-# .severity_ranges); that step is judged by the noise check like any other.
+# the plan has no denoising step, a denoiser follows it: the one matched to the noise now measured
+# (the same severity rule the planner's training targets use, restoreagent.catalog.learned
+# .severity_ranges), then, while the photo is still noisier than before the brightening by more
+# than the noise check's margin, the next stronger one, run on the brightened image in its place.
+# Each is judged by the noise check like any other step; the faint-noise rule (PIQE) does not judge
+# it: the photo's faint noise says nothing of the noise the brightening revealed.
 
 REVEALS_NOISE = frozenset({"brighten"})
+
+
+def denoisers_by_strength() -> list[str]:
+    """The available denoisers, weakest first (by the start of their severity range)."""
+    from .catalog.learned import severity_ranges
+    from .tools.registry import tools_for_task
+
+    rule = severity_ranges().get("denoise") or {}
+    installed = tools_for_task("denoise")
+    ranges = rule.get("tools", {})
+    return sorted(installed, key=lambda t: (ranges.get(t, (float("inf"),))[0], t))
 
 
 def denoiser_for(sigma: float) -> str | None:
@@ -212,20 +337,6 @@ def denoiser_for(sigma: float) -> str | None:
     return min(options, key=lambda t: 0 if options[t][0] <= sigma < options[t][1] else min(abs(sigma - options[t][0]), abs(sigma - options[t][1])))
 
 
-def judge_step(checks, task: str, before: np.ndarray, after: np.ndarray, before_scores: dict) -> tuple[list[dict], dict]:
-    """The verdicts of the ``checks`` that judge ``task`` on one step (``before`` -> ``after``), and
-    the scores of ``after`` (check name -> score). ``before_scores`` caches the scores of ``before``
-    (filled here when missing), so a chain of steps scores each image once."""
-    verdicts, after_scores = [], {}
-    for check in checks:
-        if check.judges(task, before):
-            if check.name not in before_scores:
-                before_scores[check.name] = check.score(before)
-            after_scores[check.name] = check.score(after)
-            verdicts.append(check.judge(before_scores[check.name], after_scores[check.name]))
-    return verdicts, after_scores
-
-
 def execute_checked(
     plan, image: np.ndarray, quality_check=DEFAULT_QUALITY_CHECK, save_steps=None, on_step=None, step_runner=None
 ):
@@ -233,7 +344,8 @@ def execute_checked(
 
     Returns ``(image, steps)``: every executed step as a record (index, task, tool, seconds, kept;
     ``rolled_back_by: "quality"`` and the verdicts under ``quality`` as in the stepwise agent; a
-    denoising step added after a brightening step has ``added_by: "noise revealed by brighten"``).
+    step a pre-check kept from running has ``skipped: true``; a denoising step added after a
+    brightening step has ``added_by: "noise revealed by brighten"``).
     ``step_runner(image, step) -> (image, seconds)`` runs one step (default: the registry's tools).
     """
     from pathlib import Path
@@ -243,37 +355,106 @@ def execute_checked(
     from .plan import Step
 
     checks = resolve_quality_checks(quality_check)
-    noise_check = QUALITY_CHECKS["noise"]
+    noise_check, piqe_check = QUALITY_CHECKS["noise"], QUALITY_CHECKS["piqe"]
+    runner = step_runner or run_step
     if save_steps is not None:
         Path(save_steps).mkdir(parents=True, exist_ok=True)
         save_image(image, Path(save_steps) / "step0_input.png")
-    current, scores, steps = image, {}, []
-    queue = [(step, None) for step in plan]
-    while queue:
-        step, added_by = queue.pop(0)
-        out, seconds = (step_runner or run_step)(current, step)
-        rec = {"index": len(steps) + 1, "task": step.task, "tool": step.tool, "seconds": round(seconds, 4), "kept": True}
-        if added_by:
-            rec["added_by"] = added_by
-        verdicts, out_scores = judge_step(checks, step.task, current, out, scores)
+    steps: list[dict] = []
+
+    def emit(rec, out):  # records are final when emitted (on_step logs them)
+        rec = {"index": len(steps) + 1, **rec}
+        if save_steps is not None:
+            rec["saved_to"] = str(save_image(out, Path(save_steps) / f"step{rec['index']}_{rec['task']}_{rec['tool']}.png"))
+        steps.append(rec)
+        if on_step is not None:
+            on_step(rec)
+
+    def follow_up(brightened, b_scores, noise_before, tool, added_by):
+        """The follow-up denoiser (see above): the matched one, then stronger ones in its place while
+        the photo stays noisier than before the brightening by more than the margin. A stronger one
+        is kept only if PIQE does not say it lost texture against the weaker one's output (by more
+        than PIQE's margin): the noise it has left to remove is small, and there texture loss
+        dominates (the faint-noise rule's reason). Returns (record, image, scores) of the kept one
+        or None, and every record, in the order run."""
+        order = denoisers_by_strength()
+        tools = [tool, *(order[order.index(tool) + 1:] if tool in order else [])]
+        best, tried = None, []
+        for t in tools:
+            out, seconds = runner(brightened, Step("denoise", t))
+            rec = {"task": "denoise", "tool": t, "seconds": round(seconds, 4), "kept": False, "added_by": added_by}
+            verdicts, out_scores = judge_step(checks, "denoise", brightened, out, b_scores)
+            if best is not None and min(out.shape[:2]) >= piqe_check.min_side:
+                prev = best[2].setdefault("piqe", piqe_check.score(best[1]))
+                out_scores["piqe"] = piqe_check.score(out)
+                verdicts.append({**piqe_check.judge(prev, out_scores["piqe"]), "rule": "stronger denoiser lost texture"})
+            rec["quality"] = verdicts
+            tried.append((rec, out))
+            if any(v["rejected"] for v in verdicts):
+                rec["rolled_back_by"] = "quality"
+                break
+            best = (rec, out, out_scores)
+            still = out_scores.get("noise", noise_level(out)) - noise_before
+            if still <= noise_check.margin:
+                break
+            verdicts.append({  # still too noisy: the next stronger one is tried in its place
+                "check": "noise", "rule": "revealed noise", "before": round(noise_before, 4),
+                "after": round(still + noise_before, 4), "worse_by": round(still, 4), "margin": noise_check.margin,
+                "rejected": t != tools[-1],
+            })
+        if best is not None:
+            best[0]["kept"] = True
+            best[0].pop("rolled_back_by", None)
+            for v in best[0]["quality"]:
+                if v.get("rule") == "revealed noise":
+                    v["rejected"] = False  # no stronger one was kept: this one stays
+        for rec, _ in tried:
+            if not rec["kept"]:
+                rec["rolled_back_by"] = "quality"
+        return best, tried
+
+    current, scores = image, {}
+    noise0 = photo_noise(checks, image)
+    if noise0 is not None:
+        scores["noise"] = noise0
+    if any(s.task in FAINT_NOT_WITH for s in plan):
+        noise0 = None  # JPEG hides noise from the measure: a faint reading is not to be trusted
+    planned = {s.task for s in plan}
+    for step in plan:
+        rec = {"task": step.task, "tool": step.tool}
+        pre = precheck(checks, step.task, current)
+        if pre is not None and pre["rejected"]:
+            rec.update(seconds=0.0, kept=False, rolled_back_by="quality", skipped=True, quality=[pre])
+            emit(rec, current)
+            continue
+        out, seconds = runner(current, step)
+        rec.update(seconds=round(seconds, 4), kept=True)
+        verdicts, out_scores = judge_step(checks, step.task, current, out, scores, noise0)
+        if pre is not None:
+            verdicts.insert(0, pre)
         if verdicts:
             rec["quality"] = verdicts
         if any(v["rejected"] for v in verdicts):
             rec["kept"] = False
             rec["rolled_back_by"] = "quality"
-        else:
-            planned = {s.task for s in plan}
-            if step.task in REVEALS_NOISE and "denoise" not in planned and noise_check.judges("denoise", out):
-                before, after = scores.get("noise", noise_level(current)), out_scores.get("noise", noise_level(out))
-                tool = denoiser_for(after) if after - before > noise_check.margin else None
-                if tool is not None:
-                    rec["noise_revealed"] = {"before": round(before, 3), "after": round(after, 3)}
-                    queue.insert(0, (Step("denoise", tool), f"noise revealed by {step.task}"))
-                    out_scores["noise"] = after
-            current, scores = out, out_scores
-        if save_steps is not None:
-            rec["saved_to"] = str(save_image(out, Path(save_steps) / f"step{rec['index']}_{step.task}_{step.tool}.png"))
-        steps.append(rec)
-        if on_step is not None:
-            on_step(rec)
+            emit(rec, out)
+            continue
+        follow = None
+        if step.task in REVEALS_NOISE and "denoise" not in planned and noise_check.judges("denoise", out):
+            before, after = scores.get("noise", noise_level(current)), out_scores.get("noise", noise_level(out))
+            tool = denoiser_for(after) if after - before > noise_check.margin else None
+            if tool is not None:
+                rec["noise_revealed"] = {"before": round(before, 3), "after": round(after, 3)}
+                out_scores["noise"] = after
+                follow = (before, tool, f"noise revealed by {step.task}")
+        emit(rec, out)
+        current, scores = out, out_scores
+        if step.task in REVEALS_NOISE:
+            noise0 = None  # the noise a later denoiser meets is no longer the photo's (faint) noise
+        if follow is not None:
+            best, tried = follow_up(current, scores, *follow)
+            for r, o in tried:
+                emit(r, o)
+            if best is not None:
+                current, scores = best[1], best[2]
     return current, steps

@@ -239,3 +239,56 @@ def test_run_command_keeps_16_bits_icc_and_exif(tmp_path):
     assert main(["run", str(src), "-o", str(jpg), "--plan", "none", "--jpeg-quality", "40"]) == 0
     with Image.open(jpg) as im:
         assert im.info["icc_profile"] == icc and im.getexif()[0x010F] == "TestCam"
+
+
+def test_16bit_tiff_with_exif_and_icc_gives_16bit_tiff_with_both(tmp_path):
+    import tifffile
+
+    from restoreagent.imageio import PhotoInfo, load_photo
+
+    rgb = (np.random.default_rng(3).random((6, 10, 3)) * 65535).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0110] = "T-1"  # Model
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"  # DateTimeOriginal, in the EXIF sub-IFD
+    exif.get_ifd(0x8769)[0x829A] = (1, 250)  # ExposureTime
+    exif.get_ifd(0x8825)[1] = "N"  # GPSLatitudeRef, in the GPS sub-IFD
+    icc = _srgb_profile()
+    src = save_image(rgb / 65535.0, tmp_path / "in.tif", info=PhotoInfo(16, icc, exif.tobytes(), "TIFF"))
+    with tifffile.TiffFile(src) as tif:  # an independent reader sees a 16-bit TIFF with the tags
+        page = tif.pages[0]
+        assert page.dtype == np.uint16 and page.shape == (6, 10, 3)
+        assert page.tags[34665].value["DateTimeOriginal"] == "2020:01:02 03:04:05"
+        assert page.tags[34675].value == icc and page.tags[271].value == "TestCam"
+        assert page.tags[274].value == 1  # written as given upright
+    image, info = load_photo(src)
+    assert info.bit_depth == 16 and info.icc_profile == icc
+    out = save_image(image, tmp_path / "out.tiff", info=info)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages[0].dtype == np.uint16 and np.array_equal(tif.pages[0].asarray(), rgb)
+    with Image.open(out) as im:
+        got = im.getexif()
+        assert got[0x010F] == "TestCam" and got[0x0110] == "T-1" and got[0x0112] == 1
+        assert got.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+        exposure = got.get_ifd(0x8769)[0x829A]
+        assert (exposure[0] / exposure[1] if isinstance(exposure, tuple) else float(exposure)) == pytest.approx(1 / 250)
+        assert got.get_ifd(0x8825)[1] == "N"
+        assert im.info["icc_profile"] == icc
+        assert 0x8768 not in got and 0x8824 not in got  # no placeholder left behind
+
+
+def test_16bit_tiff_orientation_reset_after_turning_upright(tmp_path):
+    import tifffile
+
+    from restoreagent.imageio import load_photo
+
+    rgb = (np.random.default_rng(4).random((4, 8, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", rgb, photometric="rgb", extratags=[(274, "H", 1, 6, True), (271, "s", 0, "Cam", True)])
+    image, info = load_photo(tmp_path / "in.tif")
+    assert image.shape == (8, 4, 3)  # turned upright
+    out = save_image(image, tmp_path / "out.tif", info=info)
+    with Image.open(out) as im:
+        assert im.getexif()[0x0112] == 1 and im.getexif()[0x010F] == "Cam"
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages[0].shape == (8, 4, 3) and tif.pages[0].dtype == np.uint16

@@ -279,3 +279,18 @@ def test_curvenet_inverts_the_darkening_given_its_curve(monkeypatch):
     out = TorchRunner(net, tile=0)(dark)
     assert peak_signal_noise_ratio(clean, out, data_range=1.0) > 40
     assert peak_signal_noise_ratio(clean, dark, data_range=1.0) < 15
+
+
+@pytest.mark.parametrize("shape", [(3, 1000), (1000, 5), (3, 40)])
+def test_a_thin_image_is_tiled_along_its_long_side_only(shape, monkeypatch):
+    """A strip within the tile on one side: tiles span its short side and are as long as one
+    square tile's area allows; the result equals the untiled one for a local network."""
+    monkeypatch.delenv("RESTOREAGENT_TILE", raising=False)  # `run --tile` sets it in-process
+    img = np.random.default_rng(1).random((*shape, 3), dtype=np.float32)
+    net = _LocalNet()
+    runner = TorchRunner(net, multiple=8, tile=64, overlap=16)
+    th, tw = runner.tile_shape(*shape)
+    short = min(shape)
+    assert min(th, tw) == short and max(th, tw) == min(max(shape), 64 * 64 // 8)
+    np.testing.assert_allclose(runner(img), TorchRunner(net, multiple=8, tile=0)(img), atol=1e-5)
+    assert TorchRunner(net, tile=64, overlap=16).tile_shape(100, 100) == (64, 64)

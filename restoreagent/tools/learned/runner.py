@@ -14,7 +14,8 @@ Environment overrides for every learned and hub tool: ``RESTOREAGENT_DEVICE`` (`
 - **tiling**: images larger than ``tile`` pixels on a side are cut into overlapping tiles that
   are blended with linear ramps in the overlap (the outer quarter of each tile's overlap, which
   saw padding instead of image, gets no weight), so peak memory is bounded by the tile size and
-  seams do not show. ``tile=0`` turns tiling off.
+  seams do not show. A long thin image is cut only along its long side, into tiles as long as a
+  square tile's area allows (:meth:`TorchRunner.tile_shape`). ``tile=0`` turns tiling off.
 """
 
 from __future__ import annotations
@@ -135,17 +136,31 @@ class TorchRunner:
             out += [np.ascontiguousarray(y[i]) for i in range(len(y))]
         return out
 
+    def tile_shape(self, h: int, w: int) -> tuple[int, int]:
+        """The tile for an ``h`` x ``w`` image: ``tile`` x ``tile``, except for a long thin image (one
+        side within ``tile``), whose tiles span its short side and are as long as the area of one
+        square tile allows (its short side padded to the multiple counted), so a 3 x 2048 strip runs
+        as one pass rather than five small ones, and memory stays bounded by a tile's area."""
+        t = self.tile
+        if h <= t and w > t:
+            return h, min(w, max(t, t * t // (-(-h // self.multiple) * self.multiple)))
+        if w <= t and h > t:
+            return min(h, max(t, t * t // (-(-w // self.multiple) * self.multiple))), w
+        return min(t, h), min(t, w)
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         if not self.tile or (h <= self.tile and w <= self.tile):
             return self._forward(image)
+        th, tw = self.tile_shape(h, w)
+        if (th, tw) == (h, w):
+            return self._forward(image)
         s, ov = self.scale, self.overlap
         out = np.zeros((h * s, w * s, 3), np.float32)
         weight = np.zeros((h * s, w * s, 1), np.float32)
-        ys, xs = tile_starts(h, self.tile, ov), tile_starts(w, self.tile, ov)
+        ys, xs = tile_starts(h, th, ov), tile_starts(w, tw, ov)
         for y0 in ys:
             for x0 in xs:
-                th, tw = min(self.tile, h), min(self.tile, w)
                 y = self._forward(image[y0 : y0 + th, x0 : x0 + tw])
                 wy = _ramp(th * s, ov * s, y0 == 0, y0 + th == h)
                 wx = _ramp(tw * s, ov * s, x0 == 0, x0 + tw == w)
