@@ -158,7 +158,7 @@ class Agent:
             model = None if name in (DEFAULT_PLANNER, "vlm") else str(Path(name).expanduser())
             dtype = "float16" if self.half and self.device.startswith("cuda") else None
             return VLMPlanner(model, device=self.device, dtype=dtype)
-        if name == "fixed+detect":
+        if name in ("fixed+detect", "ranker"):
             return get_planner(name, detector=self.detector)
         return get_planner(name)
 

@@ -37,5 +37,9 @@ class PlanScorerNet(nn.Module):
 
     def forward(self, image: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
         """``image`` (B, image_dim) and ``plans`` (B, plan_dim), row i scored on image i -> (B,)."""
-        a, b = self.image(image), self.plan(plans)
-        return self.head(torch.cat([a, b, a * b], dim=1)).squeeze(1)
+        return self.score(self.image(image), self.plan(plans))
+
+    def score(self, image_emb: torch.Tensor, plan_emb: torch.Tensor) -> torch.Tensor:
+        """The head on tower outputs; ``image_emb`` (1, h) broadcasts over ``plan_emb`` (N, h)."""
+        a = image_emb.expand_as(plan_emb)
+        return self.head(torch.cat([a, plan_emb, a * plan_emb], dim=1)).squeeze(1)

@@ -29,6 +29,7 @@ class RankerPlanner:
         self.folder = model
         self._detector = detector
         self.truth = truth
+        self._cache: dict = {}
         if truth:
             self.name = "ranker+truth"
 
@@ -67,13 +68,32 @@ class RankerPlanner:
 
     def ranked(self, features: np.ndarray, degradations, k: int | None = None) -> list[Plan]:
         """Every pipeline for ``degradations``' tasks, best first by the scorer (the first ``k``)."""
-        tasks = [TASK_FOR_DEGRADATION[d] for d in physical_order(degradations)]
+        import torch
+
+        tasks = tuple(TASK_FOR_DEGRADATION[d] for d in physical_order(degradations))
         if not tasks:
             return [Plan()]
-        candidates = all_pipelines(default_toolset(tasks))
-        s = np.nan_to_num(self.scores(features, candidates), nan=-np.inf)
+        model, _, _ = load_ranker(self.folder)
+        candidates, plan_emb = self._candidates(tasks)
+        with torch.inference_mode():
+            s = model.score(model.image(torch.from_numpy(features[None])), plan_emb).numpy()
         order = np.argsort(-s, kind="stable")
         return [candidates[i] for i in order[:k]]
+
+    def _candidates(self, tasks: tuple[str, ...]):
+        """(every pipeline of the tasks the scorer can read, their plan-tower outputs): made once
+        per task set and toolbox, since neither depends on the image (a plan costs the image tower
+        and the head only)."""
+        import torch
+
+        toolset = default_toolset(tasks)
+        key = (tasks, tuple(tuple(v) for v in toolset.values()))
+        if key not in self._cache:
+            model, encoder, _ = load_ranker(self.folder)
+            plans = [p for p in all_pipelines(toolset) if encoder.knows(p)]
+            with torch.inference_mode():
+                self._cache[key] = (plans, model.plan(torch.from_numpy(encoder.encode(plans))))
+        return self._cache[key]
 
     def best_plan(self, features: np.ndarray, degradations) -> Plan:
         return self.ranked(features, degradations, k=1)[0]

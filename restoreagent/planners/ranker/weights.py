@@ -26,6 +26,7 @@ def save_ranker(folder, model, encoder, info: dict | None = None) -> Path:
     tmp = folder / "model.safetensors.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / "model.safetensors")
+    os.chmod(folder / "model.safetensors", 0o644)  # shipped as package data: readable by every user
     meta = {"config": model.cfg.to_dict(), "vocabulary": encoder.vocabulary, "tasks": encoder.tasks, "info": info or {}}
     atomic_write_text(folder / "ranker.json", json.dumps(meta, indent=1, default=str))
     return folder

@@ -475,7 +475,9 @@ class VLMPlanner:
                 tower.reuse_once(None)
         saw = tuple(self.last_detection.degradations)
         allowed = self.tools or installed_tools()
-        plans = [p for p in self.ranker.ranked(self.last_features, saw) if all(s.tool in allowed.get(s.task, ()) for s in p)]
+        with _torch_threads(self.num_threads if self.net.device.type == "cpu" else None):
+            ranked = self.ranker.ranked(self.last_features, saw)
+        plans = [p for p in ranked if all(s.tool in allowed.get(s.task, ()) for s in p)]
         answers = [Answer(saw, p) for p in plans[:k]] or [Answer(saw, Plan())]
         self.last_text = answers[0].text()
         self.last_seconds = time.perf_counter() - t0
