@@ -53,6 +53,21 @@ def cell(img, lines, side):
     return canvas
 
 
+def code_version() -> str:
+    """A short hash of what decides an output (the agent loop, the quality rules, the shipped planner
+    and its scorer), so cached results of other code are not reused."""
+    import hashlib
+
+    import restoreagent
+
+    root = Path(restoreagent.__file__).parent
+    h = hashlib.sha256()
+    for rel in ("agent.py", "quality.py", "executor.py", "assets/planner/restoreagent_planner.json", "assets/ranker/model.safetensors"):
+        f = root / rel
+        h.update(rel.encode() + (f.read_bytes() if f.exists() else b""))
+    return h.hexdigest()[:10]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+")
@@ -66,7 +81,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     planner = get_planner("vlm")
     mode = ("stepwise" if args.stepwise else "one-shot") + f", checks {args.quality_check}"
-    cache = Path(args.cache) / mode.replace(", checks ", "__").replace(",", "+")
+    cache = Path(args.cache) / (mode.replace(", checks ", "__").replace(",", "+") + "__" + code_version())
     cache.mkdir(parents=True, exist_ok=True)
     photos = [p for f in args.folders for p in (list_images(f)[: args.limit] if args.limit else list_images(f))]
     rows, cells = [], []

@@ -420,6 +420,7 @@ def execute_checked(
     if any(s.task in FAINT_NOT_WITH for s in plan):
         noise0 = None  # JPEG hides noise from the measure: a faint reading is not to be trusted
     planned = {s.task for s in plan}
+    last_denoise = None  # (record, input image) of the last kept denoising step
     for step in plan:
         rec = {"task": step.task, "tool": step.tool}
         pre = precheck(checks, step.task, current)
@@ -448,6 +449,7 @@ def execute_checked(
                 out_scores["noise"] = after
                 follow = (before, tool, f"noise revealed by {step.task}")
         emit(rec, out)
+        last_denoise = (steps[-1], current) if step.task == "denoise" else None
         current, scores = out, out_scores
         if step.task in REVEALS_NOISE:
             noise0 = None  # the noise a later denoiser meets is no longer the photo's (faint) noise
@@ -456,5 +458,46 @@ def execute_checked(
             for r, o in tried:
                 emit(r, o)
             if best is not None:
+                last_denoise = (next(r for r in reversed(steps) if r["kept"]), current)
                 current, scores = best[1], best[2]
+    if last_denoise is not None and next((r for r in reversed(steps) if r["kept"]), None) is last_denoise[0]:
+        current = soften_denoising(checks, image, *reversed(last_denoise), current)
     return current, steps
+
+
+# --- texture: how much of the final denoising to keep -----------------------------------------------
+#
+# Denoising a lightly noisy photo removes fine texture with the noise; PIQE (which counts flat 16 px
+# blocks as distorted) sees it. Judging every denoising step by PIQE and dropping the ones it
+# rejects would drop good steps (docs/quality_check.md), so the judgement here is of the finished
+# result against the photo itself, and its remedy is partial: when the plan ends with a denoising
+# step and the output's PIQE is worse than the photo's by more than PIQE's margin, as much of that
+# step is kept as leaves PIQE within the margin (3/4, 1/2, then 1/4 of the change it made), provided
+# the noise stays within the noise check's margin of the photo's. Heavily noisy photos are not
+# touched by it (their PIQE falls with the noise).
+SOFTEN_SHARES = (0.75, 0.5, 0.25)
+
+
+def soften_denoising(checks, photo: np.ndarray, before: np.ndarray, record: dict, after: np.ndarray) -> np.ndarray:
+    """The final denoising step's output, or a share of its change (``before + k * (after - before)``)
+    when PIQE says the whole of it lost the photo's texture (see above); the record gets
+    ``softened: {kept_share, piqe, noise}``. Only with the noise check on (it bounds the noise
+    left)."""
+    piqe_check, noise_check = QUALITY_CHECKS["piqe"], QUALITY_CHECKS["noise"]
+    if not any(c.name == "noise" for c in checks) or min(photo.shape[:2]) < piqe_check.min_side or before.shape != after.shape:
+        return after
+    p_photo, p_after = piqe_check.score(photo), piqe_check.score(after)
+    if p_after - p_photo <= piqe_check.margin:
+        return after
+    n_photo = noise_level(photo)
+    for share in SOFTEN_SHARES:
+        out = (before + share * (after - before)).astype(after.dtype)
+        p, n = piqe_check.score(out), noise_level(out)
+        if p - p_photo <= piqe_check.margin and n - n_photo <= noise_check.margin:
+            record["softened"] = {
+                "kept_share": share, "rule": "texture (PIQE) against the photo",
+                "piqe": {"photo": round(p_photo, 2), "whole_step": round(p_after, 2), "kept": round(p, 2)},
+                "noise": {"photo": round(n_photo, 3), "kept": round(n, 3)},
+            }
+            return out
+    return after

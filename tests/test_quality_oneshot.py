@@ -263,3 +263,49 @@ def test_faint_noise_rule_is_off_after_brightening(astronaut_small, toys):
 
     run = stepwise_restore(dark, Stepwise())
     assert [(s["task"], s["kept"]) for s in run.steps] == [("brighten", True), ("denoise", True)]
+
+
+def _textured_photo(noise_sigma: float = 2.0):
+    from skimage import data
+
+    img = data.astronaut()[100:292, 150:342].astype(np.float32) / 255
+    rng = np.random.default_rng(0)
+    return np.clip(img + rng.normal(0, noise_sigma / 255, img.shape), 0, 1).astype(np.float32)
+
+
+def test_final_denoising_that_flattens_texture_is_kept_in_part():
+    """The whole step raises PIQE far past the photo's: a share of it is kept that PIQE accepts,
+    and the noise stays within its margin of the photo's."""
+    from skimage import filters
+
+    from restoreagent.quality import QUALITY_CHECKS, SOFTEN_SHARES, piqe, resolve_quality_checks, soften_denoising
+
+    photo = _textured_photo()
+    flat = filters.gaussian(photo, sigma=1, channel_axis=-1).astype(np.float32)
+    assert piqe(flat) - piqe(photo) > QUALITY_CHECKS["piqe"].margin
+    record = {}
+    out = soften_denoising(resolve_quality_checks("noise,exposure"), photo, photo, record, flat)
+    share = record["softened"]["kept_share"]
+    assert share in SOFTEN_SHARES
+    np.testing.assert_allclose(out, photo + share * (flat - photo), atol=1e-6)
+    assert piqe(out) - piqe(photo) <= QUALITY_CHECKS["piqe"].margin
+    assert noise_level(out) <= noise_level(photo) + QUALITY_CHECKS["noise"].margin
+    # with the checks off, or a step PIQE accepts, the step's output is returned untouched
+    assert soften_denoising((), photo, photo, {}, flat) is flat
+    same = photo.copy()
+    assert soften_denoising(resolve_quality_checks("noise,exposure"), photo, photo, {}, same) is same
+
+
+def test_run_auto_keeps_part_of_a_final_denoiser_that_loses_texture(toys):
+    """End to end through the one-shot agent: the plan's last step is a smoothing denoiser on a
+    lightly noisy textured photo (above the faint-noise rule's threshold, so no check rejects it);
+    the result is a share of it and the step's record says so."""
+    from restoreagent.quality import FAINT_NOISE, QUALITY_CHECKS, piqe
+
+    photo = _textured_photo(3.0)
+    assert noise_level(photo) > FAINT_NOISE
+    out, report = restore_auto(photo, planner=OneAnswer("saw: noise | plan: denoise:qc1_smooth"))
+    (step,) = report["steps"]
+    assert step["kept"] and "softened" in step
+    assert piqe(out) - piqe(photo) <= QUALITY_CHECKS["piqe"].margin
+    assert noise_level(out) < noise_level(photo)
