@@ -476,6 +476,10 @@ def execute_checked(
 # the noise stays within the noise check's margin of the photo's. Heavily noisy photos are not
 # touched by it (their PIQE falls with the noise).
 SOFTEN_SHARES = (0.75, 0.5, 0.25)
+# ... only on photos whose noise is light (grey levels): on heavier noise, noise is what PIQE reads as
+# distortion, and denoising lowers it; skipping those also spares PIQE's cost (pyiqa's import takes
+# seconds) on the noisy photos `run --auto` sees most.
+SOFTEN_BELOW_NOISE = 6.0
 
 
 def soften_denoising(checks, photo: np.ndarray, before: np.ndarray, record: dict, after: np.ndarray) -> np.ndarray:
@@ -486,10 +490,12 @@ def soften_denoising(checks, photo: np.ndarray, before: np.ndarray, record: dict
     piqe_check, noise_check = QUALITY_CHECKS["piqe"], QUALITY_CHECKS["noise"]
     if not any(c.name == "noise" for c in checks) or min(photo.shape[:2]) < piqe_check.min_side or before.shape != after.shape:
         return after
+    n_photo = noise_level(photo)
+    if n_photo >= SOFTEN_BELOW_NOISE:
+        return after
     p_photo, p_after = piqe_check.score(photo), piqe_check.score(after)
     if p_after - p_photo <= piqe_check.margin:
         return after
-    n_photo = noise_level(photo)
     for share in SOFTEN_SHARES:
         out = (before + share * (after - before)).astype(after.dtype)
         p, n = piqe_check.score(out), noise_level(out)

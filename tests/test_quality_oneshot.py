@@ -294,6 +294,13 @@ def test_final_denoising_that_flattens_texture_is_kept_in_part():
     assert soften_denoising((), photo, photo, {}, flat) is flat
     same = photo.copy()
     assert soften_denoising(resolve_quality_checks("noise,exposure"), photo, photo, {}, same) is same
+    # a heavily noisy photo: the rule does not act (nor pay for PIQE)
+    from restoreagent.quality import SOFTEN_BELOW_NOISE
+
+    noisy = _textured_photo(12.0)
+    assert noise_level(noisy) >= SOFTEN_BELOW_NOISE
+    blurred = filters.gaussian(noisy, sigma=1, channel_axis=-1).astype(np.float32)
+    assert soften_denoising(resolve_quality_checks("noise,exposure"), noisy, noisy, {}, blurred) is blurred
 
 
 def test_run_auto_keeps_part_of_a_final_denoiser_that_loses_texture(toys):

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_pipelines_are_the_exhaustive_candidates():
-    toolset = default_toolset(["denoise", "dejpeg", "brighten"])
+    toolset = {"denoise": ["unet_denoise_low", "unet_denoise_mid", "unet_denoise_high"],
+               "dejpeg": ["unet_dejpeg_mild", "unet_dejpeg_severe"], "brighten": ["gamma_mild", "gamma_mid", "gamma_strong"]}
     plans = all_pipelines(toolset)
     assert len(plans) == count_pipelines(toolset) == math.factorial(3) * 3 * 2 * 3
     assert len({p.text() for p in plans}) == len(plans)
