@@ -5,8 +5,8 @@
 
 Every photo (centre crop ``crop``) is degraded by each combination (parameters drawn from the
 generator's ranges, seed = photo index), restored by K candidate plans (the fixed expert recipe's
-plan for its degradations and its one-step neighbours: exactly what ``run --plan ... --fuse K`` runs)
-and blended by the fusion network. Every result is stored as 8 bits (as ``run`` saves it) and
+plan for its degradations, its reordering and its strength brackets: exactly what
+``run --plan ... --fuse K`` runs) and blended by the fusion network (as ``run --fuse``). Every result is stored as 8 bits (as ``run`` saves it) and
 scored by PSNR (dB, RGB, peak 1) against the clean crop. Per combination the table gives medians
 over the photos of: the fused result; the per-photo best candidate (the oracle best-of-K, which
 knows the clean photo); the best fixed candidate (the one plan with the highest mean PSNR over

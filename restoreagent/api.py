@@ -259,7 +259,7 @@ class Agent:
         Only a region: ``box`` (x, y, w, h) or ``mask`` (bool, the image's size). The tools see the
         region plus ``margin`` px of context and the result fades in over ``feather`` px; pixels
         farther out are the input's, bit for bit (:func:`restoreagent.region.restore_region`).
-        ``fuse=K``: run the plan and K-1 neighbours and blend them with the learned fusion network
+        ``fuse=K``: run the plan and K-1 variants (strength brackets, another order) and blend them with the learned fusion network
         (:func:`restoreagent.fusion.fuse_plan`; docs/fusion.md says where it helps and where not).
 
         >>> import numpy as np

@@ -204,8 +204,8 @@ def _add_run_region_and_fusion(p):
                    "(optional: pip install 'restoreagent[segment]')")
     p.add_argument("--margin", type=int, default=None, help="px of context the tools see around the region (default 32)")
     p.add_argument("--feather", type=int, default=None, help="px over which the region fades into the input (default 8)")
-    p.add_argument("--fuse", type=int, metavar="K", help="run the plan and its K-1 neighbours (one step's tool "
-                   "swapped) and blend the K results with the learned fusion network")
+    p.add_argument("--fuse", type=int, metavar="K", help="run the plan and K-1 variants of it (strength "
+                   "brackets of its steps, then another order) and blend the K results with the learned fusion network")
 
 
 def cmd_run(args) -> int:

@@ -117,6 +117,32 @@ def test_session_turns_undo_and_adjustments(engine, photo):
     assert r.turn is None and "did not understand" in r.text
 
 
+def test_not_satisfied_shows_the_best_scoring_alternative_not_yet_shown(engine, photo, monkeypatch):
+    """The alternatives after the planner's plan are ranked by the no-reference scores of their results
+    (a Borda count over noise, exposure error and PIQE), so "not satisfied" walks them best first."""
+    unranked = engine.alternatives(photo, engine.plan(photo)[1], None, rank=False)
+    ranked = engine.alternatives(photo, engine.plan(photo)[1], None)
+    assert ranked[0] == unranked[0] and sorted(map(str, ranked)) == sorted(map(str, unranked))
+    assert ranked[1:] == engine.rank_plans(photo, unranked[1:])
+
+    # the ranking itself, with made-up scores: the sum of each measure's rank orders the plans
+    plans = unranked[1:4]
+    fake = iter([{"noise": 3.0, "exposure": 0.2, "piqe": 50.0},   # ranks 2 + 2 + 2 = 6
+                 {"noise": 1.0, "exposure": 0.1, "piqe": 40.0},   # ranks 0 + 0 + 1 = 1: best
+                 {"noise": 2.0, "exposure": 0.15, "piqe": 30.0}])  # ranks 1 + 1 + 0 = 2
+    monkeypatch.setattr(engine, "assess", lambda image, piqe=True: next(fake))
+    assert engine.rank_plans(photo, plans) == [plans[1], plans[2], plans[0]]
+    monkeypatch.undo()
+
+    s = Session(photo, engine, "example")
+    s.say("restore")
+    shown = [s.current.plan]
+    for n in range(1, 3):
+        r = s.say("not satisfied")
+        assert r.turn.plan == ranked[n] and r.turn.plan not in shown and f"Alternative {n} " in r.text
+        shown.append(r.turn.plan)
+
+
 def test_undo_walks_back_to_the_input(engine, photo):
     s = Session(photo, engine)
     assert s.say("undo").turn is None

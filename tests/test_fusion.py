@@ -19,6 +19,7 @@ from restoreagent.fusion import (
     run_plans,
     shipped_weights,
 )
+from restoreagent.fusion.candidates import strength
 from restoreagent.fusion.weights import read_fusion_meta
 from restoreagent.plan import Plan, parse_plan
 from restoreagent.splits import DEV_SPLITS
@@ -32,6 +33,8 @@ def _random_net(seed=0) -> FusionNet:
     net = FusionNet((4, 8, 8)).eval()
     with torch.no_grad():  # large random weights: far-from-uniform blends, so the checks below bite
         for p in net.parameters():
+            if not p.any():  # the head starts at zero (the untrained net is the average): give it weights too
+                p.normal_(0, 0.3)
             p.mul_(4)
     return net
 
@@ -78,16 +81,53 @@ def test_shapes_must_match():
         fusion_weights([], degraded, _random_net())
 
 
-def test_candidate_plans_are_the_plan_and_its_one_step_neighbours():
+def test_candidate_plans_are_the_plan_its_reordering_and_its_strength_brackets():
     plan = parse_plan("denoise:unet_denoise_mid, brighten:gamma_mild")
-    plans = candidate_plans(plan, 4)
-    assert plans[0] == plan and len(set(plans)) == 4
-    changed = [[i for i, (a, b) in enumerate(zip(p.tools, plan.tools, strict=True)) if a != b] for p in plans[1:]]
-    assert changed == [[0], [1], [0]]  # one step each, round-robin over the steps
-    assert all(p.tasks == plan.tasks for p in plans)
+    plans = candidate_plans(plan, 5)
+    assert [p.text() for p in plans] == [
+        "denoise:unet_denoise_mid, brighten:gamma_mild",   # the plan
+        "denoise:unet_denoise_high, brighten:gamma_mild",  # the step with most tools bracketed: stronger,
+        "denoise:unet_denoise_low, brighten:gamma_mild",   # weaker
+        "denoise:unet_denoise_mid, brighten:gamma_mid",    # then the next step's stronger (mild is the mildest)
+        "brighten:gamma_mild, denoise:unet_denoise_mid",   # another order: a different kind of error
+    ]
+    assert candidate_plans(plan, 2) == plans[:2] and len(set(plans)) == 5
+    jpeg = candidate_plans(parse_plan("dejpeg:unet_dejpeg_mild, denoise:unet_denoise_mid"), 5)
+    assert [p.text() for p in jpeg[1:]] == ["dejpeg:unet_dejpeg_mild, denoise:unet_denoise_high",
+                                            "dejpeg:unet_dejpeg_mild, denoise:unet_denoise_low",
+                                            "dejpeg:unet_dejpeg_severe, denoise:unet_denoise_mid",
+                                            "denoise:unet_denoise_mid, dejpeg:unet_dejpeg_mild"]
+    assert strength("unet_denoise_low") < strength("gamma_mid") < strength("unet_dejpeg_severe")
+    assert strength("curve_brighten") is None
+    # every one-step substitution comes in the end, once
     neighbours = sum(len(tools_for_task(t)) - 1 for t in plan.tasks)  # (other tests may register toy tools)
-    assert len(candidate_plans(plan, 50)) == 1 + neighbours  # every neighbour, no more
+    assert len(candidate_plans(plan, 50)) == 2 + neighbours
+    one = parse_plan("denoise:unet_denoise_mid")
+    assert [p.text() for p in candidate_plans(one, 3)] == ["denoise:unet_denoise_mid", "denoise:unet_denoise_high",
+                                                          "denoise:unet_denoise_low"]
     assert candidate_plans(Plan(), 3) == [Plan()]
+
+
+def test_the_untrained_net_returns_the_marked_candidate_and_context_makes_tiles_agree():
+    cands, degraded = _candidates(4, 64, 80)
+    net = FusionNet((4, 8, 8)).eval()
+    w = fusion_weights(cands, degraded, net, prefer=2)
+    assert (w[2] > 0.85).all() and np.allclose(w[[0, 1, 3]], w[0], atol=1e-6)  # the rest share what is left
+    assert np.allclose(fusion_weights(cands, degraded, net), 0.25, atol=1e-6)  # nothing marked: the average
+    # the image-level context is pooled over the whole image, once, and handed to every tile
+    net = _random_net(2)
+    cand = torch.from_numpy(np.stack(cands)).permute(0, 3, 1, 2)[None]
+    deg = torch.from_numpy(degraded).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        whole = net.context(cand, deg)
+        half = net.context(cand[..., :40], deg[..., :40])
+        parts = net.context_from_moments([net.context_moments(cand[..., :40], deg[..., :40]),
+                                          net.context_moments(cand[..., 40:], deg[..., 40:])])
+    assert not torch.allclose(whole, half, atol=1e-4)  # it does depend on what it sees
+    assert torch.allclose(parts, net.context_from_moments([net.context_moments(cand[..., :40], deg[..., :40]),
+                                                           net.context_moments(cand[..., 40:], deg[..., 40:])]))
+    tiled = fusion_weights(cands, degraded, net, tile=24, prefer=0)
+    assert np.allclose(tiled, fusion_weights(cands, degraded, net, prefer=0), atol=5e-3)
 
 
 def test_run_plans_shares_prefixes(astronaut_small):

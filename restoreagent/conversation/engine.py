@@ -23,6 +23,18 @@ from ..tools.fixed_recipe import fixed_recipe
 from ..tools.registry import available_tools, spec
 
 FEATHER = 16  # px over which a region fades into the untouched photo (restoreagent.region's margin: 32 px)
+RANK_PREVIEW = 128  # px: the alternatives are scored on the photo shrunk to this (Engine.rank_plans)
+
+
+def _shrink(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` with its longer side at most ``side`` px (area averaging; unchanged when smaller)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -58,9 +70,12 @@ class Engine:
         answer = self.agent.plan(image)
         return list(answer.degradations), answer.plan
 
-    def alternatives(self, image: np.ndarray, first: Plan, detection: dict | None, k: int = 8) -> list[Plan]:
+    def alternatives(self, image: np.ndarray, first: Plan, detection: dict | None, k: int = 8,
+                     rank: bool = True) -> list[Plan]:
         """Up to ``k`` distinct plans, ``first`` (the planner's) first: the API's (the planner's beams
-        and the ``fixed+detect`` recipe), then ``first`` with one step moved one severity variant."""
+        and the ``fixed+detect`` recipe), then ``first`` with one step moved one severity variant.
+        With ``rank``, the others follow best-looking first (:meth:`rank_plans`), so each "not
+        satisfied" shows the best-scoring alternative not yet shown."""
         plans = [first] + [a.plan for a in self.agent.plans(image, k)]
         for i, step in enumerate(first):
             for tool in neighbours(step.task, step.tool):
@@ -69,7 +84,34 @@ class Engine:
         for p in plans:
             if p not in unique:
                 unique.append(p)
-        return unique[:k]
+        unique = unique[:k]
+        return [first, *self.rank_plans(image, unique[1:])] if rank and len(unique) > 2 else unique
+
+    def rank_plans(self, image: np.ndarray, plans: list[Plan], preview: int = RANK_PREVIEW) -> list[Plan]:
+        """``plans`` best-looking first, by the no-reference scores of their results on a preview.
+
+        Each plan runs on the photo shrunk to at most ``preview`` px a side (shared first steps run
+        once); the results are ranked on each of :meth:`assess`'s measures (noise, exposure error,
+        PIQE; lower is better for each) and ordered by the sum of their ranks (a Borda count: no
+        measure's scale dominates), ties kept in the given order."""
+        if len(plans) < 2:
+            return list(plans)
+        small = _shrink(image, preview)
+        cache: dict[tuple[Step, ...], np.ndarray] = {(): small}
+
+        def result(prefix: tuple[Step, ...]) -> np.ndarray:
+            if prefix not in cache:
+                cache[prefix] = self.agent.tool(prefix[-1].tool)(result(prefix[:-1]))
+            return cache[prefix]
+
+        scores = [self.assess(result(tuple(p.steps)), piqe=min(small.shape[:2]) >= 64) for p in plans]
+        names = [m for m in ("noise", "exposure", "piqe") if all(m in sc for sc in scores)]
+        total = np.zeros(len(plans))
+        for m in names:
+            values = np.array([sc[m] for sc in scores], dtype=np.float64)
+            total += np.argsort(np.argsort(values, kind="stable"), kind="stable")  # rank 0 = best
+        order = np.argsort(total, kind="stable")
+        return [plans[i] for i in order]
 
     # -- doing ---------------------------------------------------------------------------------
     def execute(

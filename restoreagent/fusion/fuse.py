@@ -15,11 +15,28 @@ from .weights import load_fusion
 
 TILE = 512  # px: large images are blended tile by tile (memory), each tile seen with a margin
 MARGIN = 48  # px of context around a tile; only its inner part is kept, so tiles agree at the seams
+CONTEXT_WHOLE = 768 * 768  # px: up to this size the image-level context sees the whole image at once
+CONTEXT_GRID, CONTEXT_WINDOW = 4, 256  # larger: an even 4 x 4 grid of 256 px windows (pixel scale kept)
+
+
+def _context(model: FusionNet, cand: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
+    """The network's image-level context of the whole image (once, shared by every tile)."""
+    h, w = deg.shape[-2:]
+    if h * w <= CONTEXT_WHOLE:
+        return model.context(cand, deg)
+    ys = sorted({round(i * (h - min(h, CONTEXT_WINDOW)) / (CONTEXT_GRID - 1)) for i in range(CONTEXT_GRID)})
+    xs = sorted({round(i * (w - min(w, CONTEXT_WINDOW)) / (CONTEXT_GRID - 1)) for i in range(CONTEXT_GRID)})
+    return model.context_from_moments([
+        model.context_moments(cand[..., y:y + CONTEXT_WINDOW, x:x + CONTEXT_WINDOW], deg[..., y:y + CONTEXT_WINDOW, x:x + CONTEXT_WINDOW])
+        for y in ys for x in xs])
 
 
 def fusion_weights(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNet | None = None,
-                   tile: int = TILE) -> np.ndarray:
-    """Per-pixel weights (K, H, W) of ``candidates`` (each (H, W, 3) float in [0, 1]): >= 0, summing to 1."""
+                   tile: int = TILE, prefer: int | None = None) -> np.ndarray:
+    """Per-pixel weights (K, H, W) of ``candidates`` (each (H, W, 3) float in [0, 1]): >= 0, summing to 1.
+
+    ``prefer``: the index of a candidate to fall back on when in doubt (the network's ``prior``);
+    None (what ``run --fuse`` uses): no candidate is marked."""
     if not candidates:
         raise ValueError("fusion needs at least one candidate")
     shapes = {c.shape for c in candidates} | {degraded.shape}
@@ -30,12 +47,17 @@ def fusion_weights(candidates: Sequence[np.ndarray], degraded: np.ndarray, model
     cand = torch.from_numpy(np.stack(candidates).astype(np.float32)).permute(0, 3, 1, 2)[None]
     deg = torch.from_numpy(np.ascontiguousarray(degraded, np.float32)).permute(2, 0, 1)[None]
     out = np.empty((len(candidates), h, w), np.float32)
+    prior = None
+    if prefer is not None:
+        prior = torch.zeros(1, len(candidates))
+        prior[0, prefer] = 1.0
     with torch.inference_mode():
+        context = _context(model, cand, deg)
         for y in range(0, h, tile):
             for x in range(0, w, tile):
                 y0, x0 = max(0, y - MARGIN), max(0, x - MARGIN)
                 y1, x1 = min(h, y + tile + MARGIN), min(w, x + tile + MARGIN)
-                _, wt = model(cand[..., y0:y1, x0:x1], deg[..., y0:y1, x0:x1])
+                _, wt = model(cand[..., y0:y1, x0:x1], deg[..., y0:y1, x0:x1], prior, context)
                 ty, tx = min(tile, h - y), min(tile, w - x)
                 out[:, y:y + ty, x:x + tx] = wt[0, :, y - y0:y - y0 + ty, x - x0:x - x0 + tx].numpy()
     return out
@@ -46,15 +68,19 @@ def blend(candidates: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return np.einsum("khw,khwc->hwc", weights, np.stack(candidates).astype(np.float32)).astype(np.float32)
 
 
-def fuse(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNet | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(fused image (H, W, 3), weights (K, H, W)) for K candidate restorations of ``degraded``."""
-    weights = fusion_weights(candidates, degraded, model)
+def fuse(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNet | None = None,
+         prefer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fused image (H, W, 3), weights (K, H, W)) for K candidate restorations of ``degraded``
+    (``prefer``: the candidate to fall back on, e.g. the plan's; see :func:`fusion_weights`)."""
+    weights = fusion_weights(candidates, degraded, model, prefer=prefer)
     return np.clip(blend(candidates, weights), 0.0, 1.0), weights
 
 
 def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = None,
               on_step: Callable[[Step], None] | None = None) -> tuple[np.ndarray, dict]:
-    """Run ``plan`` and its neighbours (:func:`candidate_plans`, K in all), blend them: (image, report).
+    """Run ``plan`` and its complementary variants (:func:`candidate_plans`, K in all), blend them:
+    (image, report). No candidate is marked (``prefer``): the shipped weights blend better unmarked
+    (docs/fusion.md).
 
     The report lists the candidate plans and each one's mean weight (how much of the result it made).
     """

@@ -1,15 +1,21 @@
 """The ``train-fusion`` job (settings: :mod:`restoreagent.jobs.train_fusion`).
 
 1. Candidate sets, made once into ``data.cache`` (one ``.npz`` per set, written atomically, so an
-   interrupted run continues where it stopped): a random crop of a train photo (randomly rescaled
-   0.5-1x), degraded by one of ``data.combos`` with parameters drawn from the generator's ranges,
-   then restored by every tool choice for the fixed recipe's steps (up to ``max_candidates`` plans).
+   interrupted run continues where it stopped; ``data.workers`` processes make them in parallel):
+   a random crop of a train photo (randomly rescaled 0.5-1x), degraded by one of ``data.combos``
+   (drawn with ``data.combo_weights``) with parameters drawn from the generator's ranges, then
+   restored by the ``max_candidates`` plans ``run --fuse`` would blend (``data.plans: brackets``:
+   the recipe's plan, its reordering and its strength brackets, :func:`candidate_plans`) or by
+   every tool choice for the recipe's steps (``all``). The plan is always the first candidate.
    Validation sets come from held-out train photos, with the K = ``train.k_val`` candidates
-   ``run --fuse`` would use (the recipe's plan and its neighbours). Never the dev split.
-2. Training: random windows of random sets, a random subset of 2-5 of their candidates, flips and
-   transposes; the loss is the mean of log10 MSE over the windows (so the mean PSNR, which every
-   window counts in alike) or L1. Resumable checkpoints (plain tensors,
-   loaded with ``weights_only=True``), a progress bar, and the export to safetensors (float16).
+   ``run --fuse`` would use. Never the dev split.
+2. Training: random windows of random sets (the whole crop when ``train.patch`` equals
+   ``data.crop``: then the image-level context sees what it sees at run time), a random subset of
+   ``k_min``-``k_max`` of their candidates that always holds the plan (marked as the one to fall
+   back on in ``prior_rate`` of the draws; ``run --fuse`` marks none), flips and transposes; the
+   loss is the mean of log10 MSE over the windows (so the mean PSNR, which every window counts in
+   alike) or L1. Resumable checkpoints (plain tensors, loaded with ``weights_only=True``), a
+   progress bar, and the export to safetensors (float16).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from ..plan import Plan
 from ..splits import DEV_SPLITS, split_files
 from ..tasks import TASK_FOR_DEGRADATION
 from ..tools.fixed_recipe import fixed_recipe
-from .candidates import all_plans, candidate_plans, run_plans
+from .candidates import CANDIDATES_VERSION, all_plans, candidate_plans, run_plans
 from .model import FusionNet, count_parameters
 from .weights import save_fusion_weights
 
@@ -71,7 +77,7 @@ def recipe_plan(degradations) -> Plan:
 def make_set(clean: np.ndarray, combo: str, seed: int, plans_for) -> dict:
     """One candidate set: the clean crop, its degraded version and every plan's result (uint8)."""
     degraded, record = degrade(clean, chain=combo, seed=seed)
-    plans = plans_for(recipe_plan(record["degradations"]), np.random.default_rng(seed))
+    plans = plans_for(recipe_plan(record["degradations"]), seed)
     outputs = run_plans(degraded, plans)
     return {
         "clean": _u8(clean), "degraded": _u8(degraded), "candidates": np.stack([_u8(o) for o in outputs]),
@@ -79,27 +85,44 @@ def make_set(clean: np.ndarray, combo: str, seed: int, plans_for) -> dict:
     }
 
 
-def make_sets(files: list[Path], combos, n_per_combo: int, crop: int, seed: int, folder: Path, plans_for,
-              desc: str) -> list[Path]:
-    """``n_per_combo`` sets per combination in ``folder`` (existing files are kept: resumable)."""
+def _make_one(job) -> None:
+    """Make one candidate set file (in a worker process, or in this one)."""
+    files, crop, seed, c, combo, i, p, plans_for = job
+    rng = np.random.default_rng([seed, c, i])  # per set: the same set whatever was made before
+    f = files[int(rng.integers(len(files)))]
+    view = _random_view(load_image(f), crop, rng)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **make_set(view, combo, int(rng.integers(2**31)), plans_for))
+    atomic_write_bytes(p, buf.getvalue())
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def make_sets(files: list[Path], combos, counts, crop: int, seed: int, folder: Path, plans_for,
+              desc: str, workers: int = 1) -> list[Path]:
+    """``counts[c]`` sets of combination ``c`` in ``folder`` (existing files are kept: resumable).
+
+    ``plans_for(base_plan, k)`` names the plans of a set (a picklable callable when ``workers`` > 1)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, todo = [], []
-    for c, combo in enumerate(combos):
-        for i in range(n_per_combo):
+    for c, (combo, n) in enumerate(zip(combos, counts, strict=True)):
+        for i in range(n):
             p = folder / f"{combo.replace(',', '+')}_{i:05d}.npz"
             paths.append(p)
             if not p.exists():
-                todo.append((c, combo, i, p))
-    cache: dict[Path, np.ndarray] = {}
-    for c, combo, i, p in tqdm(todo, desc=desc, disable=None):
-        rng = np.random.default_rng([seed, c, i])  # per set: the same set whatever was made before
-        f = files[int(rng.integers(len(files)))]
-        if f not in cache:
-            cache[f] = load_image(f)
-        view = _random_view(cache[f], crop, rng)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **make_set(view, combo, int(rng.integers(2**31)), plans_for))
-        atomic_write_bytes(p, buf.getvalue())
+                todo.append((files, crop, seed, c, combo, i, p, plans_for))
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            list(tqdm(pool.map(_make_one, todo, chunksize=1), total=len(todo), desc=desc, disable=None))
+    else:
+        for job in tqdm(todo, desc=desc, disable=None):
+            _make_one(job)
     return paths
 
 
@@ -107,7 +130,7 @@ def load_sets(paths: list[Path]) -> list[dict]:
     out = []
     for p in paths:
         with np.load(p) as z:
-            out.append({k: z[k] for k in ("clean", "degraded", "candidates", "plans")})
+            out.append({**{k: z[k] for k in ("clean", "degraded", "candidates", "plans")}, "combo": p.name.rsplit("_", 1)[0]})
     return out
 
 
@@ -116,33 +139,52 @@ def candidate_sets(cfg: FusionTrainConfig) -> tuple[list[dict], list[dict]]:
     for folder in d.images:
         if Path(folder).name in DEV_SPLITS:
             raise RestoreAgentError(f"{folder}: a dev split ({', '.join(DEV_SPLITS)}) must not train the fusion")
+    if d.plans not in ("brackets", "all"):
+        raise RestoreAgentError(f"data.plans must be brackets or all, got {d.plans!r}")
+    weights = list(d.combo_weights) if d.combo_weights else [1.0] * len(d.combos)
+    if len(weights) != len(d.combos):
+        raise RestoreAgentError(f"data.combo_weights needs one weight per combination ({len(d.combos)})")
     train_files, val_files = split_files(list_images(d.images), d.val_every)
     root = Path(d.cache)
-
-    def every_plan(base: Plan, rng: np.random.Generator) -> list[Plan]:
-        plans = all_plans(base.tasks, limit=d.max_candidates, rng=rng)
-        return plans if base in plans else [base, *plans[: d.max_candidates - 1]]
-
-    train = make_sets(train_files, d.combos, d.samples_per_combo, d.crop, d.seed, root / f"train_c{d.crop}",
-                      every_plan, "candidate sets (train)")
-    val = make_sets(val_files or train_files, d.combos, d.val_per_combo, d.crop, d.seed + 1,
-                    root / f"val_c{d.crop}_k{cfg.train.k_val}", lambda base, _: candidate_plans(base, cfg.train.k_val),
-                    "candidate sets (validation)")
+    v = f"v{CANDIDATES_VERSION}"
+    counts = [round(d.samples_per_combo * len(weights) * w / sum(weights)) for w in weights]
+    train = make_sets(train_files, d.combos, counts, d.crop, d.seed, root / f"train_c{d.crop}_{d.plans}{d.max_candidates}_{v}",
+                      PlansFor(d.plans, d.max_candidates), "candidate sets (train)", d.workers)
+    val = make_sets(val_files or train_files, d.combos, [d.val_per_combo] * len(d.combos), d.crop, d.seed + 1,
+                    root / f"val_c{d.crop}_k{cfg.train.k_val}_{v}", PlansFor("brackets", cfg.train.k_val),
+                    "candidate sets (validation)", d.workers)
     return load_sets(train), load_sets(val)
+
+
+class PlansFor:
+    """The plans of a candidate set (picklable, for the worker processes): the plan always first."""
+
+    def __init__(self, kind: str, k: int):
+        self.kind, self.k = kind, k
+
+    def __call__(self, base: Plan, seed: int) -> list[Plan]:
+        if self.kind == "brackets":
+            return candidate_plans(base, self.k)
+        plans = all_plans(base.tasks, limit=self.k, rng=np.random.default_rng(seed))
+        return [base, *[p for p in plans if p != base]][: self.k]
 
 
 # --- training -------------------------------------------------------------------------------------
 
 
-def random_batch(sets: list[dict], batch: int, patch: int, k: int, rng: np.random.Generator):
-    """(candidates (B, k, 3, P, P), degraded (B, 3, P, P), clean (B, 3, P, P)) windows with flips/transposes."""
-    cs, ds, gs = [], [], []
+def random_batch(sets: list[dict], batch: int, patch: int, k: int, rng: np.random.Generator, prior_rate: float = 0.8):
+    """(candidates (B, k, 3, P, P), degraded (B, 3, P, P), clean (B, 3, P, P), prior (B, k)) windows with
+    flips/transposes. The set's plan (its first candidate) is always drawn; ``prior`` marks it in
+    ``prior_rate`` of the draws, else nothing is marked."""
+    cs, ds, gs, ps = [], [], [], []
     for _ in range(batch):
         s = sets[int(rng.integers(len(sets)))]
         n = len(s["candidates"])
-        pick = rng.choice(n, size=min(k, n), replace=False)
+        pick = np.concatenate([[0], 1 + rng.choice(n - 1, size=min(k, n) - 1, replace=False)]).astype(int)
         if len(pick) < k:  # a set with fewer plans: repeat some (a repeated candidate changes no blend)
             pick = np.concatenate([pick, rng.choice(pick, size=k - len(pick))])
+        pick = rng.permutation(pick)
+        ps.append((pick == 0).astype(np.float32) * float(rng.random() < prior_rate))
         size = s["clean"].shape[0]
         y, x = rng.integers(0, size - patch + 1, 2)
         win = (slice(y, y + patch), slice(x, x + patch))
@@ -160,7 +202,9 @@ def random_batch(sets: list[dict], batch: int, patch: int, k: int, rng: np.rando
     def t(a, perm):
         return torch.from_numpy(np.stack(a)).permute(*perm).float() / 255.0
 
-    return t(cs, (0, 1, 4, 2, 3)), t(ds, (0, 3, 1, 2)), t(gs, (0, 3, 1, 2))
+    prior = torch.from_numpy(np.stack(ps))
+    prior = prior / prior.sum(1, keepdim=True).clamp_min(1.0)  # a repeated plan: its marks share one
+    return t(cs, (0, 1, 4, 2, 3)), t(ds, (0, 3, 1, 2)), t(gs, (0, 3, 1, 2)), prior
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -170,23 +214,34 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: FusionNet, sets: list[dict]) -> dict:
-    """Median PSNR of the blend, of the per-set best candidate (oracle) and of the first (the plan)."""
+def validate(model: FusionNet, sets: list[dict], mark_plan: bool = False) -> dict:
+    """Median PSNR of the blend, of the per-set best candidate (oracle) and of the first (the plan);
+    per combination, the median gains of the blend over the plan and over the oracle."""
     model.eval()
-    fused, oracle, first = [], [], []
+    fused, oracle, first, combos = [], [], [], []
     for s in sets:
         cand = torch.from_numpy(s["candidates"]).permute(0, 3, 1, 2).float()[None] / 255.0
         deg = torch.from_numpy(s["degraded"]).permute(2, 0, 1).float()[None] / 255.0
         clean = torch.from_numpy(s["clean"]).permute(2, 0, 1).float()[None] / 255.0
-        out, _ = model(cand, deg)
+        prior = None
+        if mark_plan:  # the plan marked as the one to fall back on
+            prior = torch.zeros(1, cand.shape[1])
+            prior[0, 0] = 1.0
+        out, _ = model(cand, deg, prior)
         each = psnr(cand[0], clean.expand_as(cand[0]))
         fused.append(float(psnr(out, clean)[0]))
         oracle.append(float(each.max()))
         first.append(float(each[0]))
+        combos.append(s.get("combo", ""))
     model.train()
     med = lambda v: float(np.median(v))  # noqa: E731
     gain = [f - o for f, o in zip(fused, oracle, strict=True)]
-    return {"psnr_fused": med(fused), "psnr_oracle": med(oracle), "psnr_plan": med(first), "gain_vs_oracle": med(gain)}
+    out = {"psnr_fused": med(fused), "psnr_oracle": med(oracle), "psnr_plan": med(first), "gain_vs_oracle": med(gain)}
+    for c in sorted(set(combos)):
+        idx = [i for i, x in enumerate(combos) if x == c]
+        out[f"{c}: gain_vs_plan"] = round(med([fused[i] - first[i] for i in idx]), 3)
+        out[f"{c}: gain_vs_oracle"] = round(med([gain[i] for i in idx]), 3)
+    return out
 
 
 def train_fusion(cfg: FusionTrainConfig) -> dict:
@@ -234,10 +289,10 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
     while step < t.max_steps:
         rng = np.random.default_rng([t.seed, step])  # per step: a resumed run draws what it would have drawn
         k = int(rng.integers(t.k_min, t.k_max + 1))
-        cand, deg, clean = random_batch(train_sets, t.batch_size, t.patch, k, rng)
+        cand, deg, clean, prior = random_batch(train_sets, t.batch_size, t.patch, k, rng, t.prior_rate)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        fused, _ = model(cand, deg)
+        fused, _ = model(cand, deg, prior)
         if t.loss == "psnr":
             loss = torch.log10(((fused - clean) ** 2).flatten(1).mean(1) + 1e-5).mean()
         else:
@@ -252,12 +307,12 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
             log.info("step %d/%d loss %.4f (%.2f s/step)", step, t.max_steps, loss.item(),
                      (time.perf_counter() - t0) / max(1, step - first_step))
         if step % t.eval_every == 0 or step == t.max_steps:
-            history.append({"step": step, **validate(model, val_sets)})
+            history.append({"step": step, **validate(model, val_sets, t.prior_rate > 0)})
             log.info("step %d: %s", step, history[-1])
         if step % t.save_every == 0 or step == t.max_steps:
             save()
     bar.close()
-    final = history[-1] if history else validate(model, val_sets)
+    final = history[-1] if history else validate(model, val_sets, t.prior_rate > 0)
     meta = {
         "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos), "steps": step,
         "validation": f"{len(val_sets)} sets from held-out train photos (every {cfg.data.val_every}th), K = {t.k_val}",

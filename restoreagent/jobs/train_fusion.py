@@ -22,28 +22,37 @@ class FusionDataOptions:
     images: tuple[str, ...] = option(TRAIN_FOLDERS, "train photo folders (never the dev split)")
     val_every: int = option(VAL_EVERY, "every Nth photo (sorted) is held out for validation (0: none)")
     combos: tuple[str, ...] = option(COMBOS, "degradation sets, comma-joined; parameters drawn from PARAM_RANGES")
-    samples_per_combo: int = option(300, "training candidate sets per combination")
-    val_per_combo: int = option(12, "validation sets per combination (held-out photos, K = train.k_val)")
-    crop: int = option(96, "side of the crops (px)")
-    max_candidates: int = option(8, "plans per training set: every tool choice for the steps, at most this many")
+    combo_weights: tuple[float, ...] | None = option(
+        (2.0, 2.0, 0.5, 0.5), "share of the training sets per combination (null: alike); the two issue "
+        "targets (low light + noise, noise + JPEG) get most")
+    samples_per_combo: int = option(150, "training candidate sets per combination on average (times combo_weights)")
+    val_per_combo: int = option(10, "validation sets per combination (held-out photos, K = train.k_val)")
+    crop: int = option(160, "side of the crops (px)")
+    plans: str = option("brackets", "plans of a training set: brackets (what run --fuse blends: the plan, its "
+                        "reordering, its strength brackets) or all (every tool choice for the steps)")
+    max_candidates: int = option(5, "plans per training set (at most)")
     cache: str = option("data/fusion_candidates", "folder of the candidate sets (one .npz each; made once, resumable)")
+    workers: int = option(2, "processes making candidate sets (one torch thread each)")
     seed: int = option(0, "seed of the crops and degradations")
 
 
 @dataclass
 class FusionLoopOptions:
-    max_steps: int = option(3000, "optimizer steps")
-    batch_size: int = option(8, "windows per step")
-    patch: int = option(64, "side of the training windows (px)")
+    max_steps: int = option(1500, "optimizer steps")
+    batch_size: int = option(6, "windows per step")
+    patch: int = option(160, "side of the training windows (px; data.crop: the whole crop, so the image-level "
+                        "context sees a whole image as at run time)")
     k_min: int = option(2, "fewest candidates drawn for a step")
     k_max: int = option(5, "most candidates drawn for a step")
+    prior_rate: float = option(0.0, "share of the draws in which the plan is marked as the one to fall back on "
+                               "(the network's prior; run --fuse marks none, docs/fusion.md says why)")
     k_val: int = option(4, "candidates of the validation sets (the plan and its neighbours, as run --fuse K)")
     loss: str = option("psnr", "psnr: the mean over windows of log10 MSE (each window counts alike, whatever its "
                        "error: a dark low-light window does not drown a clean denoising one); l1: mean absolute error")
     lr: float = option(1.0e-3, "Adam learning rate (cosine decay)")
     warmup_steps: int = option(100, "linear warm-up steps")
-    eval_every: int = option(500, "steps between validations")
-    save_every: int = option(250, "steps between checkpoints")
+    eval_every: int = option(250, "steps between validations")
+    save_every: int = option(100, "steps between checkpoints")
     seed: int = option(0, "seed of the weights and batches")
 
 
@@ -55,7 +64,7 @@ class FusionTrainConfig:
     resume: bool = option(True, "continue from output_dir/checkpoint.pt when it exists")
     export: str | None = option("restoreagent/assets/fusion/fusion.safetensors",
                                 "weights file to write (null: output_dir/fusion.safetensors)")
-    widths: tuple[int, ...] = option((24, 48, 64), "channels of the U-Net's three levels")
-    threads: int | None = option(None, "torch CPU threads")
+    widths: tuple[int, ...] = option((16, 32, 48), "channels of the U-Net's three levels")
+    threads: int | None = option(None, "torch CPU threads (training; candidate sets: data.workers)")
     data: FusionDataOptions = nested(FusionDataOptions)
     train: FusionLoopOptions = nested(FusionLoopOptions)
