@@ -107,3 +107,22 @@ def test_shipped_scorer_plans_for_what_the_detector_saw():
     answer = get_planner("ranker").plan(PlanRequest(image=photo))
     assert {"noise", "jpeg"} <= set(answer.degradations)
     assert {"denoise", "dejpeg"} <= set(answer.plan.tasks)
+
+
+def test_shipped_planner_offers_k_distinct_plans_even_for_a_small_set():
+    """A one-degradation set has as few pipelines as its task has tools (3 denoisers): the next
+    alternatives come from the sets one change away from the detector's (what it may have missed)."""
+    from skimage import data
+
+    from restoreagent.degradations import degrade
+    from restoreagent.planners import PlanRequest, get_planner
+
+    clean = data.astronaut()[:256, :256].astype(np.float32) / 255
+    noisy, _ = degrade(clean, chain="noise:sigma=25", seed=0)
+    planner = get_planner("vlm")
+    if planner.plan_scorer is None:
+        pytest.skip("the shipped planner has no plan scorer")
+    answers = planner.plan_candidates(PlanRequest(image=noisy), k=5)
+    assert len(answers) == 5 and len({a.plan.text() for a in answers}) == 5
+    assert answers[0].degradations == ("noise",) and answers[0] == planner.plan(PlanRequest(image=noisy))
+    assert any(a.degradations != ("noise",) for a in answers[3:])

@@ -24,7 +24,14 @@ from ...errors import PlanError, RestoreAgentError
 from ...perception import default_detector
 from ...plan import Plan
 from .build_default import default_planner_dir, read_meta
-from .grammar import AnswerGrammar, TokenConstraint, installed_tools, make_logits_processor, token_strings
+from .grammar import (
+    AnswerGrammar,
+    TokenConstraint,
+    installed_tools,
+    make_logits_processor,
+    plannable_degradations,
+    token_strings,
+)
 from .view import ViewConfig, planner_view
 
 log = logging.getLogger(__name__)
@@ -479,9 +486,32 @@ class VLMPlanner:
             ranked = self.ranker.ranked(self.last_features, saw)
         plans = [p for p in ranked if all(s.tool in allowed.get(s.task, ()) for s in p)]
         answers = [Answer(saw, p) for p in plans[:k]] or [Answer(saw, Plan())]
+        if len(answers) < k:  # a small set has few pipelines: then what the detector may have got wrong
+            for other in self._neighbour_sets(saw):
+                with _torch_threads(self.num_threads if self.net.device.type == "cpu" else None):
+                    more = self.ranker.ranked(self.last_features, other, k - len(answers))
+                answers += [Answer(other, p) for p in more
+                            if all(s.tool in allowed.get(s.task, ()) for s in p) and all(p != a.plan for a in answers)]
+                if len(answers) >= k:
+                    break
+        answers = answers[:k]
         self.last_text = answers[0].text()
         self.last_seconds = time.perf_counter() - t0
         return answers
+
+    def _neighbour_sets(self, saw: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """Degradation sets one change away from the detector's, most plausible first: the absent
+        degradations it rated likeliest added, then the present one it was least sure of removed."""
+        from ...tasks import physical_order
+
+        probs = self.last_detection.probabilities
+        plannable = set(plannable_degradations(self.tools or installed_tools()))
+        absent = sorted((d for d in probs if d not in saw and d in plannable), key=lambda d: -probs[d])
+        sets = [tuple(physical_order((*saw, d))) for d in absent[:3]]
+        if len(saw) > 1:
+            weakest = min(saw, key=lambda d: probs.get(d, 0.0))
+            sets.append(tuple(d for d in saw if d != weakest))
+        return sets
 
     def plan_candidates(self, request, k: int = 4) -> list[Answer]:
         """Up to ``k`` distinct answers for ``request``, best first (see :meth:`generate_texts`)."""
