@@ -278,7 +278,13 @@ def test_final_denoising_that_flattens_texture_is_kept_in_part():
     and the noise stays within its margin of the photo's."""
     from skimage import filters
 
-    from restoreagent.quality import QUALITY_CHECKS, SOFTEN_SHARES, piqe, resolve_quality_checks, soften_denoising
+    from restoreagent.quality import (
+        QUALITY_CHECKS,
+        SOFTEN_SHARES,
+        piqe,
+        resolve_quality_checks,
+        soften_denoising,
+    )
 
     photo = _textured_photo()
     flat = filters.gaussian(photo, sigma=1, channel_axis=-1).astype(np.float32)
