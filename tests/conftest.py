@@ -32,3 +32,14 @@ def astronaut_png(tmp_path, astronaut_small):
     from restoreagent.imageio import save_image
 
     return save_image(astronaut_small, tmp_path / "astronaut.png")
+
+
+@pytest.fixture
+def shipped_tools_only(monkeypatch):
+    """The registry as shipped: tools other tests registered at run time are hidden for the test."""
+    from restoreagent.tools import registry
+
+    monkeypatch.setattr(registry, "_EXTRA_SPECS", {})
+    registry.get_tool.cache_clear()
+    yield
+    registry.get_tool.cache_clear()

@@ -81,7 +81,7 @@ def test_shapes_must_match():
         fusion_weights([], degraded, _random_net())
 
 
-def test_candidate_plans_are_the_plan_its_reordering_and_its_strength_brackets():
+def test_candidate_plans_are_the_plan_its_reordering_and_its_strength_brackets(shipped_tools_only):
     plan = parse_plan("denoise:unet_denoise_mid, brighten:gamma_mild")
     plans = candidate_plans(plan, 5)
     assert [p.text() for p in plans] == [

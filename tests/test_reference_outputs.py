@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 # Recorded at acfe09c, before the refactor (the benchmark's then: 2b047fbdb188b8c6c8ce654159f07c119c821ea529ac3680f1b6b5ed3509918e,
 # equal on the refactored tree). The benchmark's digest depends on the shipped weights (tools, planner): it was
@@ -99,17 +98,6 @@ def label_digests(tmp: Path) -> tuple[str, str]:
         table = dd[split].data.table
         parts[split] = [_scrub(r) for r in table.to_pylist()]
     return lab, _digest(parts)
-
-
-@pytest.fixture
-def shipped_tools_only(monkeypatch):
-    """The registry as shipped: tools other tests registered at run time are hidden for the test."""
-    from restoreagent.tools import registry
-
-    monkeypatch.setattr(registry, "_EXTRA_SPECS", {})
-    registry.get_tool.cache_clear()
-    yield
-    registry.get_tool.cache_clear()
 
 
 def test_bench_results_unchanged(tmp_path, shipped_tools_only):
