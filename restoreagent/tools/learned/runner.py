@@ -94,19 +94,9 @@ class TorchRunner:
         # FLOP/s already, and a batch's activations leave the cache), so the CPU default is 1
         self.max_batch = int(os.environ.get("RESTOREAGENT_BATCH", 32 if self.device.type == "cuda" else 1))
 
-    @torch.inference_mode()
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        """One tile (h, w, 3) -> (s h, s w, 3), padding to the model's multiple."""
-        h, w = x.shape[:2]
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device, self.dtype)
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            t = F.pad(t, (0, pw, 0, ph), mode=mode)
-        if self.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        y = self.model(t)[..., : h * self.scale, : w * self.scale]
-        return y[0].float().clamp_(0, 1).cpu().numpy().transpose(1, 2, 0)
+        """One tile (h, w, 3) -> (s h, s w, 3), padding to the model's multiple (a batch of one)."""
+        return self._forward_batch(x[None])[0]
 
     @torch.inference_mode()
     def _forward_batch(self, x: np.ndarray) -> np.ndarray:
