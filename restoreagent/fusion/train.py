@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ..config import to_dict
@@ -42,6 +41,7 @@ from ..plan import Plan
 from ..splits import DEV_SPLITS, split_files
 from ..tasks import TASK_FOR_DEGRADATION
 from ..tools.fixed_recipe import fixed_recipe
+from ..tools.learned.training import random_view
 from .candidates import CANDIDATES_VERSION, all_plans, candidate_plans, run_plans
 from .model import FusionNet, count_parameters
 from .weights import save_fusion_weights
@@ -54,19 +54,6 @@ log = logging.getLogger("restoreagent.fusion")
 
 def _u8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def _random_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random rescale (0.5-1x, never below ``size``) then a random ``size`` px square crop."""
-    h, w = image.shape[:2]
-    lo = max(0.5, size / min(h, w))
-    s = float(rng.uniform(lo, 1.0)) if lo < 1.0 else lo
-    if abs(s - 1.0) > 1e-3:
-        nh, nw = max(size, round(h * s)), max(size, round(w * s))
-        image = np.asarray(Image.fromarray(_u8(image)).resize((nw, nh), Image.BICUBIC), np.float32) / 255.0
-        h, w = nh, nw
-    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    return image[y: y + size, x: x + size]
 
 
 def recipe_plan(degradations) -> Plan:
@@ -90,7 +77,7 @@ def _make_one(job) -> None:
     files, crop, seed, c, combo, i, p, plans_for = job
     rng = np.random.default_rng([seed, c, i])  # per set: the same set whatever was made before
     f = files[int(rng.integers(len(files)))]
-    view = _random_view(load_image(f), crop, rng)
+    view = random_view(load_image(f), crop, rng)
     buf = io.BytesIO()
     np.savez_compressed(buf, **make_set(view, combo, int(rng.integers(2**31)), plans_for))
     atomic_write_bytes(p, buf.getvalue())

@@ -61,14 +61,15 @@ def sample_in_ranges(degradation: str, ranges: dict | None, rng: np.random.Gener
     return out
 
 
-def _random_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random rescale (0.5-1x, never below ``size``) then a random ``size`` px square crop."""
+def random_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random rescale (0.5-1x, never below ``size``) then a random ``size`` px square crop
+    (the content at many pixel scales; the learned tools' and the fusion network's training views)."""
     h, w = image.shape[:2]
     lo = max(0.5, size / min(h, w))
     s = float(rng.uniform(lo, 1.0)) if lo < 1.0 else lo
     if abs(s - 1.0) > 1e-3:
         nh, nw = max(size, round(h * s)), max(size, round(w * s))
-        pil = Image.fromarray((image * 255 + 0.5).astype(np.uint8)).resize((nw, nh), Image.BICUBIC)
+        pil = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((nw, nh), Image.BICUBIC)
         image = np.asarray(pil, dtype=np.float32) / 255.0
         h, w = nh, nw
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
@@ -102,7 +103,7 @@ def make_pairs(
         f = files[int(rng.integers(len(files)))]
         if f not in cache:
             cache[f] = load_image(f)
-        view = _random_view(cache[f], crop, rng)
+        view = random_view(cache[f], crop, rng)
         params = sample_in_ranges(degradation, ranges, rng)
         if camera > 0 and degradation in CAMERA_PARAMS and rng.random() < camera:
             params.update(sample_camera_params(degradation, rng))
