@@ -85,6 +85,13 @@ def test_smoke_job_trains_exports_and_plans(tmp_path, monkeypatch):
     table = np.load(tmp_path / "runs/smoke/ranker/features.npz")
     run_job("train-ranker", {}, files=["configs/smoke/train-ranker.yaml"])
     assert np.array_equal(np.load(tmp_path / "runs/smoke/ranker/features.npz")["sample_id"], table["sample_id"])
+    # worker processes build the same table
+    from restoreagent.planners.ranker.train import build_table
+
+    twin = build_table("runs/smoke/labels-compact", ["examples/photos"], tmp_path / "twin.npz", val_every=0,
+                       progress=False, workers=2)
+    for key in table.files:
+        assert np.array_equal(twin[key], table[key]), key
 
     from restoreagent.imageio import load_image
 

@@ -39,5 +39,7 @@ class RankerTrainConfig:
     eval_every: int = option(5, "epochs between validations")
     seed: int = option(0, "seed of the weights, batches and the fraction drawn")
     threads: int | None = option(None, "torch CPU threads")
+    workers: int = option(1, "processes that rebuild the labeled records and run the detector for the features table "
+                          "(one per core; the table is written every 8 x workers shards, so a stopped run keeps its work)")
     output_dir: str = option("runs/ranker/default", "summary.json of the run")
     export: str | None = option("restoreagent/assets/ranker", "folder to write the scorer to (null: none)")

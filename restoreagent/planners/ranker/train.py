@@ -39,16 +39,57 @@ def is_validation_photo(photo: str, every: int) -> bool:
     return int(hashlib.sha256(photo.encode()).hexdigest()[:8], 16) % every == 0
 
 
-def build_table(labels, images, cache, val_every: int = 10, detector_folder=None, limit: int | None = None,
-                progress: bool = True) -> dict:
-    """The features of every finished labeled record (appended to ``cache``, an .npz); returns the table."""
+def _shard_features(args) -> tuple[dict, dict]:
+    """The features of one shard's records that are wanted (``args``: shard, wanted sample ids,
+    roots, val_every, detector folder): a unit of work for a worker process."""
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
 
-    from ...labeling.compact import decode_scores, finished_samples, photo_roots, rebuild
-    from ...labeling.shards import data_files
+    from ...labeling.compact import decode_scores, rebuild
     from ...perception import default_detector
     from .features import image_features
+
+    shard, wanted, roots, val_every, detector_folder = args
+    detector = default_detector(detector_folder)
+    new = {k: [] for k in SAMPLE_FIELDS}
+    cands = {"sample_id": [], "plan": [], "psnr": [], "ssim": []}
+    photos: dict = {}  # photos repeat within a shard's neighbourhood, not across the dataset
+    for row in pq.read_table(shard).to_pylist():
+        sid = int(row["sample_id"])
+        if sid not in wanted:
+            continue
+        _, degraded = rebuild(row, roots, photos=photos)
+        record = json.loads(row["degradation_record"])
+        new["sample_id"].append(sid)
+        new["image"].append(image_features(detector, degraded))
+        new["n_degradations"].append(len(record["degradations"]))
+        new["val"].append(is_validation_photo(row["photo"], val_every))
+        candidates, _ = decode_scores(row)
+        for steps, metrics in candidates:
+            cands["sample_id"].append(sid)
+            cands["plan"].append(", ".join(s.text() for s in steps))
+            cands["psnr"].append(metrics["psnr"])
+            cands["ssim"].append(metrics["ssim"])
+    return new, cands
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+
+
+def build_table(labels, images, cache, val_every: int = 10, detector_folder=None, limit: int | None = None,
+                progress: bool = True, workers: int = 1) -> dict:
+    """The features of every finished labeled record (appended to ``cache``, an .npz); returns the table.
+
+    Shards are the unit of work: with ``workers`` > 1 they go to that many processes, and the
+    cache is written after each finished shard's batch, so an interrupted run keeps what it did."""
+    import re
+
+    from tqdm.auto import tqdm
+
+    from ...labeling.compact import finished_samples, photo_roots
+    from ...labeling.shards import data_files
 
     cache = Path(cache)
     table = load_table(cache) if cache.exists() else None
@@ -59,35 +100,26 @@ def build_table(labels, images, cache, val_every: int = 10, detector_folder=None
     if n == 0:
         raise RestoreAgentError(f"{labels}: no finished labeled shard (make some with `restoreagent job label-compact`)")
     roots = photo_roots(labels, images)
-    detector = default_detector(detector_folder)
-    new = {k: [] for k in SAMPLE_FIELDS}
-    cands = {"sample_id": [], "plan": [], "psnr": [], "ssim": []}
-    photos: dict = {}
-    bar = tqdm(total=n - len([i for i in done if i < n]), desc="ranker features", unit="sample", disable=not progress)
+    jobs = []
     for f in data_files(labels):
-        rows = pq.read_table(f).to_pylist()
-        for row in rows:
-            sid = int(row["sample_id"])
-            if sid >= n or sid in done:
-                continue
-            _, degraded = rebuild(row, roots, photos=photos)
-            record = json.loads(row["degradation_record"])
-            new["sample_id"].append(sid)
-            new["image"].append(image_features(detector, degraded))
-            new["n_degradations"].append(len(record["degradations"]))
-            new["val"].append(is_validation_photo(row["photo"], val_every))
-            candidates, _ = decode_scores(row)
-            for steps, metrics in candidates:
-                cands["sample_id"].append(sid)
-                cands["plan"].append(", ".join(s.text() for s in steps))
-                cands["psnr"].append(metrics["psnr"])
-                cands["ssim"].append(metrics["ssim"])
-            bar.update(1)
-        if len(photos) > 64:  # photos repeat within a shard's neighbourhood, not across the dataset
-            photos.clear()
-    bar.close()
-    if new["sample_id"]:
-        add = {
+        a, b = map(int, re.match(r"^train-(\d{7})-(\d{7})\.parquet$", f.name).groups())
+        wanted = {i for i in range(a, min(b, n)) if i not in done}
+        if wanted:
+            jobs.append((str(f), wanted, roots, val_every, detector_folder))
+    bar = tqdm(total=sum(len(j[1]) for j in jobs), desc="ranker features", unit="sample", disable=not progress)
+
+    def add(parts) -> None:
+        nonlocal table
+        new = {k: [] for k in SAMPLE_FIELDS}
+        cands = {"sample_id": [], "plan": [], "psnr": [], "ssim": []}
+        for part_new, part_cands in parts:
+            for k in new:
+                new[k] += part_new[k]
+            for k in cands:
+                cands[k] += part_cands[k]
+        if not new["sample_id"]:
+            return
+        more = {
             "sample_id": np.asarray(new["sample_id"], np.int64),
             "image": np.stack(new["image"]).astype(np.float32),
             "n_degradations": np.asarray(new["n_degradations"], np.int8),
@@ -97,11 +129,34 @@ def build_table(labels, images, cache, val_every: int = 10, detector_folder=None
             "cand_psnr": np.asarray(cands["psnr"], np.float32),
             "cand_ssim": np.asarray(cands["ssim"], np.float32),
         }
-        table = add if table is None else {k: np.concatenate([table[k], add[k]]) for k in add}
+        table = more if table is None else {k: np.concatenate([table[k], more[k]]) for k in more}
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
         np.savez(tmp, **table)
         tmp.replace(cache)
+
+    group = max(1, int(workers)) * 8  # shards per cache write
+    if workers <= 1:
+        for a in range(0, len(jobs), group):
+            parts = []
+            for job in jobs[a : a + group]:
+                parts.append(_shard_features(job))
+                bar.update(len(job[1]))
+            add(parts)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+            for a in range(0, len(jobs), group):
+                parts = []
+                for job, part in zip(jobs[a : a + group], pool.map(_shard_features, jobs[a : a + group])):
+                    parts.append(part)
+                    bar.update(len(job[1]))
+                add(parts)
+    bar.close()
+    if table is None:
+        raise RestoreAgentError(f"{labels}: no labeled record could be read")
     return table
 
 
@@ -264,7 +319,8 @@ def train_ranker(cfg, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    table = build_table(cfg.labels, cfg.images, cfg.table, val_every=cfg.val_every, limit=cfg.limit, progress=progress)
+    table = build_table(cfg.labels, cfg.images, cfg.table, val_every=cfg.val_every, limit=cfg.limit, progress=progress,
+                        workers=cfg.workers)
     table = subset(table, cfg.fraction, seed=cfg.seed)
     encoder = PlanEncoder.from_toolset(default_toolset(TASKS))
     packed = Packed(table, encoder, negatives=cfg.negatives, margin=cfg.margin, seed=cfg.seed)
