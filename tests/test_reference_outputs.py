@@ -23,7 +23,7 @@ import numpy as np
 # `python tests/test_reference_outputs.py` on the commit before a refactoring change, then check the change keeps it.
 # Recorded again when the shipped planner started planning with the plan scorer (restoreagent/assets/ranker;
 # the only change of the benchmark's bytes: the vlm rows; the labeled and SFT digests did not move).
-BENCH_SHA256 = "7784b78ef9988a580052af81cb1858e59fe400b7ad58485fa26567c7286f870a"
+BENCH_SHA256 = "7f823a44d0245a07d903d8c7940010077a66d99ef7af2e7585e072742ed9ed7c"
 LABELED_SHA256 = "033cc8d9694533695ff16a58ec7f09d88cd70418b682e1d79f10a8e984bce749"
 SFT_SHA256 = "8e483f4f5ae4646b807c6ecdb11b94aa100cb2ee7a925d36b7f7bbe6bd4da54d"
 
