@@ -52,7 +52,7 @@ from .labeler import (
     tool_code_fingerprints,
     tool_fingerprints,
 )
-from .shards import Job, data_files, read_manifest, run_job, write_card_files
+from .shards import Job, data_files, read_manifest, run_job, shard_range, write_card_files
 
 COMPACT_KIND = "labeled-compact"
 COMPACT_FORMAT = 1
@@ -267,11 +267,9 @@ def label_compact(cfg: CompactLabelConfig, progress: bool = True) -> dict:
 
 def finished_samples(out) -> int:
     """Samples in the finished shards (they cover 0..n-1 without gaps; later shards may be missing)."""
-    import re
-
     n = 0
     for f in data_files(out):
-        a, b = map(int, re.match(r"^train-(\d{7})-(\d{7})\.parquet$", f.name).groups())
+        a, b = shard_range(f)
         if a != n:
             break
         n = b
@@ -382,14 +380,9 @@ class CompactRows:
     """Sequential access to a compact dataset's finished records as full rows (pixels rebuilt on the fly)."""
 
     def __init__(self, out, images=None):
-        import re
-
         self.out = Path(out)
         self.roots = photo_roots(out, images)
-        self.ranges = []
-        for f in data_files(out):
-            a, b = map(int, re.match(r"^train-(\d{7})-(\d{7})\.parquet$", f.name).groups())
-            self.ranges.append((a, b, f))
+        self.ranges = [(*shard_range(f), f) for f in data_files(out)]
         self.n = finished_samples(out)
         self._cur = None
         self._rows: list[dict] = []

@@ -54,7 +54,7 @@ from .backends import BackendChoice
 from .card import sft_card
 from .compact import COMPACT_KIND, CompactRows
 from .records import SCENARIOS, search_from_row
-from .shards import Job, data_files, read_manifest, run_job, write_card_files
+from .shards import Job, data_files, read_manifest, run_job, shard_range, write_card_files
 
 SFT_FORMAT = 1
 SFT_META = "restoreagent_sft.json"
@@ -229,12 +229,7 @@ class _Rows:
     """Sequential access to the labeled records, one shard file in memory at a time."""
 
     def __init__(self, files):
-        import re
-
-        self.ranges = []
-        for f in files:
-            m = re.match(r"^train-(\d{7})-(\d{7})\.parquet$", Path(f).name)
-            self.ranges.append((int(m.group(1)), int(m.group(2)), f))
+        self.ranges = [(*shard_range(f), f) for f in files]
         self._cur = None
         self._rows: list[dict] = []
 

@@ -67,6 +67,14 @@ def shard_name(a: int, b: int) -> str:
     return f"train-{a:07d}-{b:07d}.parquet"
 
 
+def shard_range(path) -> tuple[int, int]:
+    """The sample range ``[a, b)`` a shard file holds, read from its name (the inverse of :func:`shard_name`)."""
+    m = _SHARD_RE.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path}: not a shard file name (train-AAAAAAA-BBBBBBB.parquet)")
+    return int(m.group(1)), int(m.group(2))
+
+
 def unit_name(i: int) -> str:
     return f"unit-{i:07d}.parquet"
 

@@ -84,12 +84,10 @@ def build_table(labels, images, cache, val_every: int = 10, detector_folder=None
 
     Shards are the unit of work: with ``workers`` > 1 they go to that many processes, and the
     cache is written after each finished shard's batch, so an interrupted run keeps what it did."""
-    import re
-
     from tqdm.auto import tqdm
 
     from ...labeling.compact import finished_samples, photo_roots
-    from ...labeling.shards import data_files
+    from ...labeling.shards import data_files, shard_range
 
     cache = Path(cache)
     table = load_table(cache) if cache.exists() else None
@@ -102,7 +100,7 @@ def build_table(labels, images, cache, val_every: int = 10, detector_folder=None
     roots = photo_roots(labels, images)
     jobs = []
     for f in data_files(labels):
-        a, b = map(int, re.match(r"^train-(\d{7})-(\d{7})\.parquet$", f.name).groups())
+        a, b = shard_range(f)
         wanted = {i for i in range(a, min(b, n)) if i not in done}
         if wanted:
             jobs.append((str(f), wanted, roots, val_every, detector_folder))
