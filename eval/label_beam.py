@@ -27,6 +27,7 @@ from restoreagent.imageio import quantize
 from restoreagent.jobs.label import LabelConfig
 from restoreagent.labeling.beam import beam_search
 from restoreagent.labeling.labeler import _scorer, plan_labels
+from restoreagent.plan import Plan
 from restoreagent.search import exhaustive_search
 from restoreagent.splits import TRAIN_FOLDERS
 
@@ -40,7 +41,7 @@ def measure(args) -> None:
     if out.exists():
         done = {json.loads(line)["sample"] for line in out.read_text().splitlines() if line.strip()}
     plan = plan_labels(LabelConfig(images=tuple(args.images), out="unused", samples=args.samples, seed=args.seed))
-    widths = [int(w) for w in args.widths.split(",")]
+    widths = [int(w) for w in args.widths.split(",") if w]
     scorer = _scorer(plan.metrics)
     for i in range(args.start, args.samples):
         if i in done:
@@ -58,6 +59,12 @@ def measure(args) -> None:
             "beams": {},
         }
         scores = {c.plan.text(): c.balanced for c in ex.candidates}
+        if args.save_scores:  # every pipeline's and node's metrics: other labelers can be simulated on them offline
+            row["scores"] = {
+                "metrics": list(ex.metric_names), "toolset": ex.toolset, "tasks": list(ex.tasks),
+                "candidates": {c.plan.text(): [round(c.metrics[m], 5) for m in ex.metric_names] for c in ex.candidates},
+                "nodes": {Plan(n.steps).text(): [round(n.metrics[m], 5) for m in ex.metric_names] for n in ex.nodes},
+            }
         for w in widths:
             t0 = time.perf_counter()
             b = beam_search(degraded, p["clean"], degradations=degs, toolset=toolset, scorer=scorer, width=w)
@@ -124,6 +131,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="4,8")
     ap.add_argument("--images", nargs="+", default=IMAGES)
+    ap.add_argument("--save-scores", action="store_true", help="keep every pipeline's and internal node's metrics in the row")
     ap.add_argument("--report", action="store_true", help="print the tables of --out and measure nothing")
     args = ap.parse_args()
     (report if args.report else measure)(args)

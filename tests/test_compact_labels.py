@@ -127,6 +127,31 @@ def test_beam_scores_are_the_exhaustive_scores_of_what_it_evaluated():
     assert [c.balanced for c in wide.candidates] == pytest.approx([c.balanced for c in ex.candidates], abs=1e-9)
 
 
+def test_replayed_beam_makes_the_real_beams_decisions():
+    """eval/label_replay.py runs the beam on an exhaustive search's saved scores: the same picks and calls."""
+    import importlib.util
+
+    from restoreagent.labeling.beam import beam_search
+    from restoreagent.plan import Plan
+
+    spec = importlib.util.spec_from_file_location("label_replay", Path(__file__).parents[1] / "eval" / "label_replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    clean, degraded, _ = _pair(seed=3)
+    scorer = Scorer(["psnr", "ssim"])
+    ex = exhaustive_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=scorer, record_nodes=True)
+    names = list(ex.metric_names)
+    row = {"sample": 0, "k": 3, "best": ex.best.plan.text(), "exhaustive_calls": ex.tool_calls, "scores": {
+        "metrics": names, "toolset": ex.toolset, "tasks": list(ex.tasks),
+        "candidates": {c.plan.text(): [c.metrics[m] for m in names] for c in ex.candidates},
+        "nodes": {Plan(n.steps).text(): [n.metrics[m] for m in names] for n in ex.nodes}}}
+    for width, polish in [(1, 0), (1, 3), (2, 3)]:
+        real = beam_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=scorer, width=width, polish=polish)
+        got = replay.judge(row, width, polish)
+        assert got["pick"] == real.best.plan.text() and got["calls"] == real.tool_calls
+        assert got["found_best"] == (got["pick"] == ex.best.plan.text()) and got["regret"] >= -1e-9
+
+
 def test_beam_polish_moves_are_one_step_away():
     from restoreagent.labeling.beam import neighbours
     from restoreagent.plan import parse_plan

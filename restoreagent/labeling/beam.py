@@ -66,8 +66,13 @@ def beam_search(
     width: int = DEFAULT_WIDTH,
     polish: int = DEFAULT_POLISH,
     on_call: Callable[[], None] | None = None,
+    tools: Callable[[str], object] = get_tool,
 ) -> SearchResult:
-    """Beam search with rollouts over task orders and tools (module docstring); internal nodes are kept."""
+    """Beam search with rollouts over task orders and tools (module docstring); internal nodes are kept.
+
+    ``tools`` maps a tool name to the callable tool (default: the registry); ``eval/label_replay.py``
+    passes stand-ins that replay an exhaustive search's saved scores, so labeler variants can be judged
+    without running a network."""
     if width < 1:
         raise ValueError("the beam width must be at least 1")
     if tasks is None:
@@ -90,7 +95,7 @@ def beam_search(
             k -= 1
         img = images[steps[:k]]
         for j in range(k, len(steps)):
-            img = get_tool(steps[j].tool)(img)
+            img = tools(steps[j].tool)(img)
             calls += 1
             if on_call:
                 on_call()
@@ -118,7 +123,7 @@ def beam_search(
                     else:
                         groups.setdefault(tool, []).append(child)
         for tool, items in groups.items():
-            for (ckey, csteps, _, rest), out in zip(items, get_tool(tool).batch([it[2] for it in items])):
+            for (ckey, csteps, _, rest), out in zip(items, tools(tool).batch([it[2] for it in items])):
                 calls += 1
                 if on_call:
                     on_call()

@@ -1,0 +1,134 @@
+"""Labelers judged on an exhaustive search's saved scores, without running a network (docs/labeling.md).
+
+    # once (minutes per sample at four degradations): every pipeline's and internal node's metrics
+    OMP_NUM_THREADS=1 .venv/bin/python eval/label_beam.py --out /tmp/ex.jsonl --samples 160 --widths "" --save-scores
+    # then in seconds, any number of times: the beam at several widths and polish lengths
+    .venv/bin/python eval/label_replay.py /tmp/ex.jsonl [--widths 1,2,3] [--polish 0,3] [--check MEASURED.jsonl]
+
+The labeler's samples 0-159 (seed 0, the toolbox of 2026-11-30) are committed, gzipped:
+``eval/reference/exhaustive_scores_0-159.jsonl.gz`` (the default; 0.35 MB).
+
+The real beam code (:func:`restoreagent.labeling.beam.beam_search`) runs against stand-ins for the
+tools and the scorer: an "image" is a one-element array holding the id of the pipeline prefix that
+made it, a tool maps it to the prefix one step longer, and the scorer returns that prefix's saved
+metrics. So the replayed beam makes the decisions the real one makes on those scores, and what it
+costs is counted in tool calls (against the exhaustive search's calls on the same sample; a call
+costs 1.5-51 ms at 128 px depending on the tool, docs/labeling.md section 1). ``--check`` compares
+the replayed picks with the picks of a measured run (``eval/label_beam.py`` rows with ``beams``).
+"""
+
+import argparse
+import gzip
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from restoreagent.labeling.beam import beam_search
+from restoreagent.plan import Plan, Step
+from restoreagent.scoring import ZStats, ranking_percent
+
+REFERENCE = Path(__file__).parent / "reference" / "exhaustive_scores_0-159.jsonl.gz"
+
+
+def _text(path) -> str:
+    path = Path(path)
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+
+
+class Replay:
+    """Tools and scorer of one saved sample: prefixes of the pipeline tree stand for images."""
+
+    def __init__(self, row: dict):
+        s = row["scores"]
+        self.metrics = tuple(s["metrics"])
+        self.tasks = tuple(s["tasks"])
+        self.toolset = s["toolset"]
+        self.task_of = {tool: task for task, tools in self.toolset.items() for tool in tools}
+        self.saved = {**s["nodes"], **s["candidates"]}  # prefix text -> metrics
+        self.prefixes: list[tuple[Step, ...]] = [()]
+        self.ids: dict[tuple[Step, ...], int] = {(): 0}
+
+    def image(self, steps: tuple[Step, ...]) -> np.ndarray:
+        if steps not in self.ids:
+            self.ids[steps] = len(self.prefixes)
+            self.prefixes.append(steps)
+        return np.array([float(self.ids[steps])], dtype=np.float32)  # ids stay exact in float32 (< 2**24)
+
+    def tool(self, name: str):
+        replay, step = self, Step(self.task_of[name], name)
+
+        class _Tool:
+            def __call__(self, image):
+                return replay.image(replay.prefixes[int(image[0])] + (step,))
+
+            def batch(self, images):
+                return [self(im) for im in images]
+
+        return _Tool()
+
+    def __call__(self, image, reference) -> dict[str, float]:  # the scorer
+        key = Plan(self.prefixes[int(image[0])]).text()
+        return dict(zip(self.metrics, self.saved[key])) if key in self.saved else dict.fromkeys(self.metrics, 0.0)
+
+
+def judge(row: dict, width: int, polish: int) -> dict:
+    replay = Replay(row)
+    result = beam_search(replay.image(()), None, tasks=replay.tasks, toolset=replay.toolset, scorer=replay,
+                         width=width, polish=polish, tools=replay.tool)
+    cands = row["scores"]["candidates"]
+    frame = ZStats.of([dict(zip(replay.metrics, v)) for v in cands.values()], replay.metrics)
+    balanced = {k: frame.balanced(dict(zip(replay.metrics, v))) for k, v in cands.items()}
+    pick = result.best.plan.text()
+    return {"pick": pick, "found_best": pick == row["best"], "ranking": ranking_percent(balanced[pick], list(balanced.values())),
+            "regret": balanced[row["best"]] - balanced[pick], "calls": result.tool_calls}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scores", nargs="*", default=[str(REFERENCE)], help="JSON lines (.gz too) of eval/label_beam.py --save-scores")
+    ap.add_argument("--widths", default="1,2,3")
+    ap.add_argument("--polish", default="3", help="polish moves, comma-separated")
+    ap.add_argument("--check", nargs="*", default=[], help="measured eval/label_beam.py rows: do the replayed picks agree?")
+    args = ap.parse_args()
+    rows = [json.loads(line) for f in args.scores for line in _text(f).splitlines() if line.strip()]
+    rows = sorted({r["sample"]: r for r in rows if "scores" in r}.values(), key=lambda r: r["sample"])
+    measured = {}
+    for f in args.check:
+        for line in _text(f).splitlines():
+            if line.strip():
+                r = json.loads(line)
+                measured[r["sample"]] = r
+    ks = sorted({r["k"] for r in rows})
+    print(f"{len(rows)} samples (samples {rows[0]['sample']}-{rows[-1]['sample']}; "
+          + ", ".join(f"{k} degradations: {sum(r['k'] == k for r in rows)}" for k in ks) + ")\n")
+    print("| labeler | finds the exhaustive best | ranking (mean %) | regret (mean / max) | tool calls (mean) "
+          "| fewer calls than exhaustive (total) | " + " | ".join(f"{k} degr.: found, fewer calls" for k in ks) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(ks))
+    ex_calls = {r["sample"]: r["exhaustive_calls"] for r in rows}
+    for polish in (int(p) for p in args.polish.split(",")):
+        for width in (int(w) for w in args.widths.split(",")):
+            res = {r["sample"]: judge(r, width, polish) for r in rows}
+            by = defaultdict(list)
+            for r in rows:
+                by[r["k"]].append(r["sample"])
+            cells = [f"{100 * statistics.fmean(res[s]['found_best'] for s in by[k]):.0f}%, "
+                     f"{sum(ex_calls[s] for s in by[k]) / sum(res[s]['calls'] for s in by[k]):.1f}x" for k in ks]
+            v = list(res.values())
+            print(f"| beam, width {width}, polish {polish} | {100 * statistics.fmean(x['found_best'] for x in v):.1f}% | "
+                  f"{statistics.fmean(x['ranking'] for x in v):.2f}% | {statistics.fmean(x['regret'] for x in v):.3f} / "
+                  f"{max(x['regret'] for x in v):.3f} | {statistics.fmean(x['calls'] for x in v):.0f} | "
+                  f"{sum(ex_calls.values()) / sum(x['calls'] for x in v):.1f}x | " + " | ".join(cells) + " |")
+            if measured and polish == 3:
+                both = [s for s in res if s in measured and str(width) in measured[s].get("beams", {})]
+                if both:
+                    same = sum(res[s]["pick"] == measured[s]["beams"][str(width)]["pick"] for s in both)
+                    calls = sum(res[s]["calls"] == measured[s]["beams"][str(width)]["calls"] for s in both)
+                    print(f"|   (check: the measured run's width-{width} picks: same pick on {same} of {len(both)}, "
+                          f"same tool calls on {calls} of {len(both)}) |")
+
+
+if __name__ == "__main__":
+    main()
