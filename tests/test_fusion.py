@@ -178,3 +178,10 @@ def test_train_fusion_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
     # resumable: a second run with resume finds its checkpoint and trains no further
     again = run_job("train-fusion", {"resume": True}, files=["configs/smoke/train-fusion.yaml"])
     assert again["steps"] == 3 and again["history"][-1]["step"] == 3
+    # fine-tuning starts from given weights: with no step to take, the export is those weights
+    from safetensors.torch import load_file
+
+    tuned = run_job("train-fusion", {"init": str(weights), "output_dir": "runs/smoke/fusion_ft", "export": None,
+                                     "train": {"max_steps": 0}}, files=["configs/smoke/train-fusion.yaml"])
+    before, after = load_file(str(weights)), load_file(tuned["weights"])
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

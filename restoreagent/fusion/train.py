@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -44,7 +45,7 @@ from ..tools.fixed_recipe import fixed_recipe
 from ..tools.learned.training import random_view
 from .candidates import CANDIDATES_VERSION, all_plans, candidate_plans, run_plans
 from .model import FusionNet, count_parameters
-from .weights import save_fusion_weights
+from .weights import load_fusion, save_fusion_weights
 
 log = logging.getLogger("restoreagent.fusion")
 
@@ -246,7 +247,11 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_sets, val_sets = candidate_sets(cfg)
     torch.manual_seed(t.seed)
-    model = FusionNet(tuple(cfg.widths))
+    if cfg.init:  # fine-tune: a fresh optimizer and schedule on trained weights
+        model = copy.deepcopy(load_fusion(cfg.init)).train()
+        log.info("initialised from %s", cfg.init)
+    else:
+        model = FusionNet(tuple(cfg.widths))
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     step, history = 0, []
     ckpt = out / "checkpoint.pt"

@@ -62,6 +62,9 @@ class FusionTrainConfig:
 
     output_dir: str = option("runs/fusion", "checkpoint.pt, config.yaml, summary.json")
     resume: bool = option(True, "continue from output_dir/checkpoint.pt when it exists")
+    init: str | None = option(None, "start from these weights (a fusion .safetensors, e.g. the shipped "
+                              "restoreagent/assets/fusion/fusion.safetensors) instead of random ones; a resumed "
+                              "checkpoint wins; the widths come from the file")
     export: str | None = option("restoreagent/assets/fusion/fusion.safetensors",
                                 "weights file to write (null: output_dir/fusion.safetensors)")
     widths: tuple[int, ...] = option((16, 32, 48), "channels of the U-Net's three levels")
