@@ -110,7 +110,7 @@ def figure(example: dict, path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     k = len(example["outs"])
-    fig, ax = plt.subplots(2, k + 2, figsize=(2.3 * (k + 2), 5.0))
+    fig, ax = plt.subplots(2, k + 2, figsize=(2.3 * (k + 2), 5.8))
     row = example["row"]
     ax[0, 0].imshow(example["degraded"])
     ax[0, 0].set_title(f"input\n{row['input']:.2f} dB", fontsize=8)
