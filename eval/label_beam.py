@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from label_replay import saved_scores  # eval/, beside this script
 
 from restoreagent.degradations import degrade
 from restoreagent.imageio import quantize
 from restoreagent.jobs.label import LabelConfig
 from restoreagent.labeling.beam import beam_search
 from restoreagent.labeling.labeler import _scorer, plan_labels
-from restoreagent.plan import Plan
 from restoreagent.search import exhaustive_search
 from restoreagent.splits import TRAIN_FOLDERS
 
-IMAGES = [f"../shared/data/images/{f}" for f in TRAIN_FOLDERS]
+IMAGES = list(TRAIN_FOLDERS)
 
 
 def measure(args) -> None:
@@ -59,12 +59,8 @@ def measure(args) -> None:
             "beams": {},
         }
         scores = {c.plan.text(): c.balanced for c in ex.candidates}
-        if args.save_scores:  # every pipeline's and node's metrics: other labelers can be simulated on them offline
-            row["scores"] = {
-                "metrics": list(ex.metric_names), "toolset": ex.toolset, "tasks": list(ex.tasks),
-                "candidates": {c.plan.text(): [round(c.metrics[m], 5) for m in ex.metric_names] for c in ex.candidates},
-                "nodes": {Plan(n.steps).text(): [round(n.metrics[m], 5) for m in ex.metric_names] for n in ex.nodes},
-            }
+        if args.save_scores:  # every pipeline's and node's metrics: eval/label_replay.py replays labelers on them
+            row["scores"] = saved_scores(ex)
         for w in widths:
             t0 = time.perf_counter()
             b = beam_search(degraded, p["clean"], degradations=degs, toolset=toolset, scorer=scorer, width=w)

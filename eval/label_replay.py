@@ -38,6 +38,19 @@ def _text(path) -> str:
     return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
 
 
+def saved_scores(search, decimals: int | None = 5) -> dict:
+    """What ``eval/label_beam.py --save-scores`` keeps of an exhaustive search (``record_nodes=True``):
+    every pipeline's and internal node's metrics, by plan text."""
+    names = list(search.metric_names)
+
+    def row(metrics):
+        return [round(metrics[m], decimals) if decimals is not None else metrics[m] for m in names]
+
+    return {"metrics": names, "toolset": search.toolset, "tasks": list(search.tasks),
+            "candidates": {c.plan.text(): row(c.metrics) for c in search.candidates},
+            "nodes": {Plan(n.steps).text(): row(n.metrics) for n in search.nodes}}
+
+
 class Replay:
     """Tools and scorer of one saved sample: prefixes of the pipeline tree stand for images."""
 

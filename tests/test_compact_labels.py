@@ -132,7 +132,6 @@ def test_replayed_beam_makes_the_real_beams_decisions():
     import importlib.util
 
     from restoreagent.labeling.beam import beam_search
-    from restoreagent.plan import Plan
 
     spec = importlib.util.spec_from_file_location("label_replay", Path(__file__).parents[1] / "eval" / "label_replay.py")
     replay = importlib.util.module_from_spec(spec)
@@ -140,11 +139,8 @@ def test_replayed_beam_makes_the_real_beams_decisions():
     clean, degraded, _ = _pair(seed=3)
     scorer = Scorer(["psnr", "ssim"])
     ex = exhaustive_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=scorer, record_nodes=True)
-    names = list(ex.metric_names)
-    row = {"sample": 0, "k": 3, "best": ex.best.plan.text(), "exhaustive_calls": ex.tool_calls, "scores": {
-        "metrics": names, "toolset": ex.toolset, "tasks": list(ex.tasks),
-        "candidates": {c.plan.text(): [c.metrics[m] for m in names] for c in ex.candidates},
-        "nodes": {Plan(n.steps).text(): [n.metrics[m] for m in names] for n in ex.nodes}}}
+    row = {"sample": 0, "k": 3, "best": ex.best.plan.text(), "exhaustive_calls": ex.tool_calls,
+           "scores": replay.saved_scores(ex, decimals=None)}
     for width, polish in [(1, 0), (1, 3), (2, 3)]:
         real = beam_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=scorer, width=width, polish=polish)
         got = replay.judge(row, width, polish)
