@@ -10,11 +10,15 @@ plan for its degradations, its reordering and its strength brackets: exactly wha
 scored by PSNR (dB, RGB, peak 1) against the clean crop. Per combination the table gives medians
 over the photos of: the fused result; the per-photo best candidate (the oracle best-of-K, which
 knows the clean photo); the best fixed candidate (the one plan with the highest mean PSNR over
-the photos); the recipe's plan alone; the 8 px block oracle (the best candidate picked per 8 x 8
+the photos); the recipe's plan alone; the whole-photo convex optimum (the best convex weights,
+one per candidate for the whole photo, fitted to the clean photo: what a blend whose weights do not
+vary over the photo could reach); the 8 px block oracle (the best candidate picked per 8 x 8
 block, knowing the clean photo: what picking at that scale could reach); the 8 px block convex
 optimum (the best convex combination fitted per 8 x 8 block to the clean photo: what a blend whose
 weights are constant over such a block could reach); and the median per-photo gain of the fusion over the oracle
-and over the best fixed candidate, with the share of photos on which the fusion beats the oracle.
+and over the best fixed candidate (its mean in brackets), with the share of photos on which the
+fusion beats the oracle. The network is the one ``run --fuse`` would use (the shipped specialist of
+the plan's task set, else the general one) unless ``--weights`` names one.
 """
 
 import argparse
@@ -26,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from restoreagent.degradations import degrade
-from restoreagent.fusion import candidate_plans, fuse, load_fusion, run_plans
+from restoreagent.fusion import candidate_plans, fuse, load_fusion, run_plans, weights_for_tasks
 from restoreagent.fusion.train import recipe_plan
 from restoreagent.imageio import center_crop, list_images, load_image, quantize
 
@@ -62,6 +66,18 @@ def block_convex_optimum(outs, clean, block: int = 8) -> float:
     return float(10 * np.log10(1.0 / max(sq / n, 1e-12)))
 
 
+def global_convex_optimum(outs, clean) -> float:
+    """PSNR of the best convex combination with one weight per candidate for the whole photo (fitted
+    to the clean photo as above): what a blend whose weights do not vary over the photo could reach."""
+    from scipy.optimize import nnls
+
+    k = len(outs)
+    a = np.stack([o.ravel() for o in outs], 1).astype(np.float64)
+    y = clean.ravel().astype(np.float64)
+    wts, _ = nnls(np.vstack([a, 1000.0 * np.ones((1, k))]), np.concatenate([y, [1000.0]]))
+    return psnr((a @ (wts / wts.sum())).reshape(clean.shape), clean)
+
+
 def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | None = None):
     rows, example = [], None
     for i, f in enumerate(tqdm(files, desc=combo)):
@@ -70,12 +86,13 @@ def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | No
         degraded = quantize(degraded)
         plans = candidate_plans(recipe_plan(record["degradations"]), k)
         outs = [quantize(o) for o in run_plans(degraded, plans)]
+        net = model or load_fusion(weights_for_tasks(s.task for s in plans[0]))  # as run --fuse picks
         t0 = time.perf_counter()
-        fused, weights = fuse(outs, degraded, model)
+        fused, weights = fuse(outs, degraded, net)
         seconds = time.perf_counter() - t0
         rows.append({"photo": f.name, "fused": psnr(quantize(fused), clean), "candidates": [psnr(o, clean) for o in outs],
                      "input": psnr(degraded, clean), "fuse_seconds": seconds, "block_oracle": block_oracle(outs, clean),
-                     "block_convex": block_convex_optimum(outs, clean)})
+                     "block_convex": block_convex_optimum(outs, clean), "global_convex": global_convex_optimum(outs, clean)})
         if i == keep_example:
             example = {"clean": clean, "degraded": degraded, "outs": outs, "weights": weights, "fused": fused,
                        "plans": [p.text() for p in plans], "row": rows[-1]}
@@ -100,6 +117,9 @@ def summarise(rows, plans) -> dict:
         "block_oracle_vs_best_fixed": med(np.array([r["block_oracle"] for r in rows]) - cand[:, best_fixed]),
         "block_convex": med(r["block_convex"] for r in rows),
         "block_convex_vs_best_fixed": med(np.array([r["block_convex"] for r in rows]) - cand[:, best_fixed]),
+        "global_convex": med(r["global_convex"] for r in rows),
+        "global_convex_vs_best_fixed": med(np.array([r["global_convex"] for r in rows]) - cand[:, best_fixed]),
+        "mean_gain_vs_best_fixed": float(np.mean(fused - cand[:, best_fixed])),
     }
 
 
@@ -140,23 +160,26 @@ def main() -> None:
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--n", type=int, default=None, help="only the first N photos")
-    p.add_argument("--weights", default=None, help="fusion weights (default: the shipped ones)")
+    p.add_argument("--weights", default=None, help="fusion weights (default: what run --fuse uses: the shipped "
+                   "specialist of the plan's task set, else the general network)")
     p.add_argument("--json", help="write the per-photo rows and the summaries here")
     p.add_argument("--figure", help="a PNG per combination: candidates, weight maps, fused (name_COMBO.png)")
     p.add_argument("--example", type=int, default=0, help="which photo the figure shows")
     args = p.parse_args()
     files = list_images(args.images)[: args.n]
-    model = load_fusion(args.weights)
+    model = load_fusion(args.weights) if args.weights else None
     out = {}
-    print("| degradations | K | input | plan alone | best fixed candidate | oracle best-of-K | 8 px block oracle | "
-          "8 px block convex optimum | fused | fused - oracle | fused - best fixed | fused > oracle |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| degradations | K | input | plan alone | best fixed candidate | oracle best-of-K | whole-photo convex optimum | "
+          "8 px block oracle | 8 px block convex optimum | fused | fused - oracle | fused - best fixed (mean) | fused > oracle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for combo in args.combos:
         rows, plans, example = evaluate(files, combo, args.k, args.crop, model, args.example if args.figure else None)
         s = summarise(rows, plans)
+        s["weights"] = args.weights or weights_for_tasks(x.split(":")[0] for x in plans[0].split(", ")).name
         out[combo] = {"summary": s, "rows": rows}
         print(f"| {combo.replace(',', ' + ')} | {s['k']} | {s['input']:.2f} | {s['plan']:.2f} | {s['best_fixed']:.2f} | "
-              f"{s['oracle']:.2f} | {s['block_oracle']:.2f} | {s['block_convex']:.2f} | **{s['fused']:.2f}** | {s['gain_vs_oracle']:+.2f} | {s['gain_vs_best_fixed']:+.2f} | "
+              f"{s['oracle']:.2f} | {s['global_convex']:.2f} | {s['block_oracle']:.2f} | {s['block_convex']:.2f} | **{s['fused']:.2f}** | "
+              f"{s['gain_vs_oracle']:+.2f} | {s['gain_vs_best_fixed']:+.2f} ({s['mean_gain_vs_best_fixed']:+.2f}) | "
               f"{s['beats_oracle']:.0%} |", flush=True)
         if args.figure and example:
             stem = args.figure.removesuffix(".png")

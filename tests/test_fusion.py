@@ -99,9 +99,13 @@ def test_candidate_plans_are_the_plan_its_reordering_and_its_strength_brackets(s
                                             "denoise:unet_denoise_mid, dejpeg:unet_dejpeg_mild"]
     assert strength("unet_denoise_low") < strength("gamma_mid") < strength("unet_dejpeg_severe")
     assert strength("curve_brighten") is None
-    # every one-step substitution comes in the end, once
+    # every one-step substitution comes, once, then the two-step brackets
     neighbours = sum(len(tools_for_task(t)) - 1 for t in plan.tasks)  # (other tests may register toy tools)
-    assert len(candidate_plans(plan, 50)) == 2 + neighbours
+    everything = candidate_plans(plan, 50)
+    assert [p.text() for p in everything[2 + neighbours:]] == ["denoise:unet_denoise_high, brighten:gamma_mid",
+                                                                "denoise:unet_denoise_low, brighten:gamma_mid"]
+    assert [p.text() for p in candidate_plans(parse_plan("dejpeg:unet_dejpeg_mild, denoise:unet_denoise_mid"), 9)[5:]] == [
+        "dejpeg:unet_dejpeg_severe, denoise:unet_denoise_high", "dejpeg:unet_dejpeg_severe, denoise:unet_denoise_low"]
     one = parse_plan("denoise:unet_denoise_mid")
     assert [p.text() for p in candidate_plans(one, 3)] == ["denoise:unet_denoise_mid", "denoise:unet_denoise_high",
                                                           "denoise:unet_denoise_low"]
@@ -185,3 +189,26 @@ def test_train_fusion_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
                                      "train": {"max_steps": 0}}, files=["configs/smoke/train-fusion.yaml"])
     before, after = load_file(str(weights)), load_file(tuned["weights"])
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert "tasks" not in read_fusion_meta(weights)  # two combinations: a general network
+    # one combination: a specialist, its task set in its metadata
+    special = run_job("train-fusion", {"init": str(weights), "output_dir": "runs/smoke/fusion_sp", "export": None,
+                                       "data": {"combos": ["noise,jpeg"]}}, files=["configs/smoke/train-fusion.yaml"])
+    assert read_fusion_meta(special["weights"])["tasks"] == ["dejpeg", "denoise"]
+
+
+def test_run_fuse_picks_the_specialist_of_the_plans_task_set(tmp_path, monkeypatch, astronaut_small):
+    import restoreagent.fusion.weights as fw
+    from restoreagent.fusion.weights import save_fusion_weights, specialist_name
+
+    general = save_fusion_weights(FusionNet((4, 8, 8)), tmp_path / "fusion.safetensors", {})
+    special = save_fusion_weights(_random_net(), tmp_path / specialist_name(["denoise", "dejpeg"]), {"tasks": ["dejpeg", "denoise"]})
+    monkeypatch.setattr(fw, "shipped_weights", lambda: general)
+    assert fw.weights_for_tasks(["denoise", "dejpeg"]) == special == fw.weights_for_tasks(["dejpeg", "denoise"])
+    assert fw.weights_for_tasks(["denoise"]) == general and fw.weights_for_tasks(["brighten", "denoise"]) == general
+    image = astronaut_small[:48, :48].astype(np.float32)
+    _, report = fuse_plan(image, parse_plan("dejpeg:unet_dejpeg_mild, denoise:unet_denoise_mid"), 3)
+    assert report["weights"] == special.name
+    _, report = fuse_plan(image, parse_plan("denoise:unet_denoise_mid"), 3)
+    assert report["weights"] == "fusion.safetensors"
+    # the untrained general network is the plain average; the specialist's random weights are not
+    assert abs(report["candidates"][0]["mean_weight"] - 1 / 3) < 1e-3

@@ -3,7 +3,8 @@
 - :mod:`.model`: the network (any K; per-pixel softmax weights, so a convex combination);
 - :mod:`.candidates`: which plans are blended (a plan and its one-step neighbours) and running them;
 - :mod:`.fuse`: blending (``fuse``) and ``run --fuse K`` (``fuse_plan``);
-- :mod:`.weights`: the shipped weight file (``restoreagent/assets/fusion/``);
+- :mod:`.weights`: the shipped weight files (``restoreagent/assets/fusion/``: the general network and
+  per-task-set specialists);
 - :mod:`.train`: the ``train-fusion`` job (candidate sets from the generator, then training).
 
 docs/fusion.md has the measurements.
@@ -12,7 +13,7 @@ docs/fusion.md has the measurements.
 from .candidates import all_plans, candidate_plans, run_plans
 from .fuse import blend, fuse, fuse_plan, fusion_weights
 from .model import FusionNet
-from .weights import load_fusion, shipped_weights
+from .weights import load_fusion, load_fusion_for_tasks, shipped_weights, weights_for_tasks
 
 __all__ = [
     "FusionNet",
@@ -23,6 +24,8 @@ __all__ = [
     "fuse_plan",
     "fusion_weights",
     "load_fusion",
+    "load_fusion_for_tasks",
     "run_plans",
     "shipped_weights",
+    "weights_for_tasks",
 ]

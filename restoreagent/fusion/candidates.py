@@ -11,7 +11,10 @@ the candidates of a plan are chosen to be *complementary by design* (:func:`cand
    right strength varies most from photo to photo), then the others;
 3. the plan in another order (its last two steps swapped): brightening before denoising, or
    denoising before deJPEG, makes a different kind of error;
-4. then any other tool of a step's task (tools without a strength in their name), round-robin.
+4. then any other tool of a step's task (tools without a strength in their name), round-robin;
+5. then two strength brackets of different steps at once (a stronger deJPEG *and* a weaker
+   denoiser): where both steps' right strength differs from the plan's, no one-step variant is
+   close, and on held-out noise + JPEG crops they raised what a blend could reach (docs/fusion.md).
 
 (Brackets before the reordering: on held-out train crops the K = 4 blend gained more over the best
 fixed candidate with the plan and three brackets than with the plan, the reordering and two
@@ -34,7 +37,8 @@ from ..executor import run_step
 from ..plan import Plan, Step
 from ..tools.registry import tools_for_task
 
-CANDIDATES_VERSION = 3  # which candidate rule made a cached candidate set (data/fusion_candidates/*_v3)
+CANDIDATES_VERSION = 4  # which candidate rule made a cached candidate set (data/fusion_candidates/*_v4;
+# v4 added the two-step brackets after everything v3 listed, so sets of up to v3's length are the same)
 
 _STRENGTH = {"low": 0, "mild": 0, "mid": 1, "high": 2, "strong": 2, "severe": 2}
 
@@ -62,6 +66,7 @@ def candidate_plans(plan: Plan, k: int) -> list[Plan]:
 
     tools = [tools_for_task(s.task) for s in plan]
     order = sorted(range(len(plan)), key=lambda i: -len(tools[i]))  # stable: plan order among equals
+    brackets: list[tuple[int, str]] = []  # (step, tool)
     for i in order:
         own = strength(plan.steps[i].tool)
         ranked = sorted((strength(t), t) for t in tools[i] if t != plan.steps[i].tool and strength(t) is not None)
@@ -69,6 +74,7 @@ def candidate_plans(plan: Plan, k: int) -> list[Plan]:
             stronger = [t for r, t in ranked if r > own]
             weaker = [t for r, t in reversed(ranked) if r < own]
             for t in (stronger[:1] + weaker[:1]):
+                brackets.append((i, t))
                 add(_with(plan, i, t))
     if len(plan) >= 2:
         steps = list(plan.steps)
@@ -79,6 +85,10 @@ def candidate_plans(plan: Plan, k: int) -> list[Plan]:
         for i, alts in enumerate(rest):
             if depth < len(alts):
                 add(_with(plan, i, alts[depth]))
+    for a, (i, ti) in enumerate(brackets):
+        for j, tj in brackets[a + 1:]:
+            if j != i:
+                add(_with(_with(plan, i, ti), j, tj))
     return out[:k]
 
 

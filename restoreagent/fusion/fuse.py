@@ -11,7 +11,7 @@ import torch
 from ..plan import Plan, Step
 from .candidates import candidate_plans, run_plans
 from .model import FusionNet
-from .weights import load_fusion
+from .weights import load_fusion, weights_for_tasks
 
 TILE = 512  # px: large images are blended tile by tile (memory), each tile seen with a margin
 MARGIN = 48  # px of context around a tile; only its inner part is kept, so tiles agree at the seams
@@ -79,8 +79,9 @@ def fuse(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNe
 def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = None,
               on_step: Callable[[Step], None] | None = None) -> tuple[np.ndarray, dict]:
     """Run ``plan`` and its complementary variants (:func:`candidate_plans`, K in all), blend them:
-    (image, report). No candidate is marked (``prefer``): the shipped weights blend better unmarked
-    (docs/fusion.md).
+    (image, report). ``model``: by default the shipped specialist for the plan's task set, else the
+    general network (:func:`~restoreagent.fusion.weights.weights_for_tasks`). No candidate is marked
+    (``prefer``): the shipped weights blend better unmarked (docs/fusion.md).
 
     The report lists the candidate plans and each one's mean weight (how much of the result it made).
     """
@@ -89,10 +90,15 @@ def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = N
     outputs = run_plans(image, plans, on_step=on_step)
     if len(plans) == 1:  # nothing to blend (a plan without alternatives, or k = 1)
         return outputs[0], {"fused": False, "candidates": [p.text() for p in plans], "seconds": time.perf_counter() - t0}
+    weights_file = None
+    if model is None:
+        path = weights_for_tasks(s.task for s in plan)
+        model, weights_file = load_fusion(path), path.name
     fused, weights = fuse(outputs, image, model)
     return fused, {
         "fused": True,
         "plan": plan.to_json(),
+        **({"weights": weights_file} if weights_file else {}),
         "candidates": [{"plan": p.text(), "mean_weight": round(float(w.mean()), 4)} for p, w in zip(plans, weights, strict=True)],
         "seconds": round(time.perf_counter() - t0, 4),
     }

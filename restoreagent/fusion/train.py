@@ -305,7 +305,10 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
             save()
     bar.close()
     final = history[-1] if history else validate(model, val_sets, t.prior_rate > 0)
+    task_sets = {tuple(sorted({TASK_FOR_DEGRADATION[d] for d in c.split(",")})) for c in cfg.data.combos}
     meta = {
+        # one combination's task set: a specialist (weights_for_tasks picks it by its file name)
+        **({"tasks": list(next(iter(task_sets)))} if len(task_sets) == 1 else {}),
         "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos), "steps": step,
         "validation": f"{len(val_sets)} sets from held-out train photos (every {cfg.data.val_every}th), K = {t.k_val}",
         "val": final, "parameters": count_parameters(model),

@@ -1,4 +1,10 @@
-"""The fusion network's weight file: safetensors (float16) with its widths and provenance inside."""
+"""The fusion network's weight files: safetensors (float16) with its widths and provenance inside.
+
+``fusion.safetensors`` blends candidates of any plan. A **specialist** (``fusion_<tasks>.safetensors``,
+e.g. ``fusion_dejpeg+denoise.safetensors``) was fine-tuned from it on one combination's candidate
+sets only (its metadata's ``tasks``); ``run --fuse`` uses the specialist of the plan's task set when
+one is shipped, else the general network (docs/fusion.md says what each gains).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,17 @@ META_KEY = "restoreagent"
 
 def shipped_weights() -> Path:
     return Path(str(resources.files("restoreagent") / "assets" / "fusion" / "fusion.safetensors"))
+
+
+def specialist_name(tasks) -> str:
+    """File name of the specialist for a task set (order does not matter)."""
+    return f"fusion_{'+'.join(sorted(set(tasks)))}.safetensors"
+
+
+def weights_for_tasks(tasks) -> Path:
+    """The shipped specialist for this task set when there is one, else the general weights."""
+    special = shipped_weights().with_name(specialist_name(tasks))
+    return special if special.is_file() else shipped_weights()
 
 
 def save_fusion_weights(model: FusionNet, path, meta: dict) -> Path:
@@ -49,6 +66,11 @@ def _load(path: str) -> FusionNet:
     except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
         raise RestoreAgentError(f"{p}: not a fusion weight file ({e})") from None
     return model.eval()
+
+
+def load_fusion_for_tasks(tasks) -> FusionNet:
+    """The network ``run --fuse`` blends a plan of these tasks with (:func:`weights_for_tasks`)."""
+    return load_fusion(weights_for_tasks(tasks))
 
 
 def load_fusion(path=None) -> FusionNet:
