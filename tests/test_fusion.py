@@ -143,10 +143,17 @@ def test_run_plans_shares_prefixes(astronaut_small):
 
 
 def test_shipped_weights_load_were_not_trained_on_the_dev_split_and_blend_a_real_plan(astronaut_small):
-    meta = read_fusion_meta(shipped_weights())
-    assert meta["parameters"] < 1_000_000 and meta["trained_on"]
-    assert not any(Path(f).name in DEV_SPLITS for f in meta["trained_on"])
-    assert shipped_weights().stat().st_size < 1_000_000
+    from restoreagent.fusion import weights_for_tasks
+
+    special = weights_for_tasks(["denoise", "dejpeg"])
+    assert special != shipped_weights() and read_fusion_meta(special)["tasks"] == ["dejpeg", "denoise"]
+    for path in (shipped_weights(), special):
+        meta = read_fusion_meta(path)
+        assert meta["parameters"] < 1_000_000 and meta["trained_on"]
+        assert not any(Path(f).name in DEV_SPLITS for f in meta["trained_on"])
+        assert path.stat().st_size < 1_000_000
+        load_fusion(path)
+    assert "tasks" not in read_fusion_meta(shipped_weights())
     noisy = np.clip(astronaut_small + np.random.default_rng(0).normal(0, 0.1, astronaut_small.shape), 0, 1)
     fused, report = fuse_plan(noisy.astype(np.float32), parse_plan("denoise:unet_denoise_mid"), 3, load_fusion())
     assert report["fused"] and len(report["candidates"]) == 3
