@@ -1,7 +1,7 @@
 """Learned fusion: a small network blends K candidate restorations of one image, pixel by pixel.
 
 - :mod:`.model`: the network (any K; per-pixel softmax weights, so a convex combination);
-- :mod:`.candidates`: which plans are blended (a plan and its one-step neighbours) and running them;
+- :mod:`.candidates`: which plans are blended (a plan, its strength brackets and other variants) and running them;
 - :mod:`.fuse`: blending (``fuse``) and ``run --fuse K`` (``fuse_plan``);
 - :mod:`.weights`: the shipped weight files (``restoreagent/assets/fusion/``: the general network and
   per-task-set specialists);
@@ -13,7 +13,7 @@ docs/fusion.md has the measurements.
 from .candidates import all_plans, candidate_plans, run_plans
 from .fuse import blend, fuse, fuse_plan, fusion_weights
 from .model import FusionNet
-from .weights import load_fusion, load_fusion_for_tasks, shipped_weights, weights_for_tasks
+from .weights import load_fusion, shipped_weights, weights_for_tasks
 
 __all__ = [
     "FusionNet",
@@ -24,7 +24,6 @@ __all__ = [
     "fuse_plan",
     "fusion_weights",
     "load_fusion",
-    "load_fusion_for_tasks",
     "run_plans",
     "shipped_weights",
     "weights_for_tasks",

@@ -68,11 +68,6 @@ def _load(path: str) -> FusionNet:
     return model.eval()
 
 
-def load_fusion_for_tasks(tasks) -> FusionNet:
-    """The network ``run --fuse`` blends a plan of these tasks with (:func:`weights_for_tasks`)."""
-    return load_fusion(weights_for_tasks(tasks))
-
-
 def load_fusion(path=None) -> FusionNet:
     """The fusion network (float32, eval mode) from ``path`` or the shipped weights; loaded once per path."""
     return _load(str(Path(path) if path is not None else shipped_weights()))
