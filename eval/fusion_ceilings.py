@@ -14,7 +14,7 @@ plan (the one with the highest mean).
 import argparse
 
 import numpy as np
-from scipy.optimize import nnls
+from fusion import global_convex_optimum, psnr  # eval/fusion.py, beside this script
 from tqdm import tqdm
 
 from restoreagent.degradations import degrade
@@ -25,16 +25,6 @@ from restoreagent.imageio import list_images, load_image
 from restoreagent.plan import Plan
 from restoreagent.splits import TRAIN_FOLDERS, split_files
 from restoreagent.tools.learned.training import random_view
-
-
-def psnr(x, ref) -> float:
-    return float(10 * np.log10(1 / max(float(np.mean((x - ref) ** 2)), 1e-12)))
-
-
-def whole_photo_convex(outs, clean) -> float:
-    a = np.stack([o.ravel() for o in outs], 1).astype(np.float64)
-    w, _ = nnls(np.vstack([a, 1000 * np.ones((1, len(outs)))]), np.concatenate([clean.ravel(), [1000.0]]))
-    return psnr((a @ (w / w.sum())).reshape(clean.shape), clean)
 
 
 def main() -> None:
@@ -65,7 +55,7 @@ def main() -> None:
         outs = dict(zip(plans, run_plans(degraded, list(plans.values())), strict=True))
         row = {name: psnr(o, clean) for name, o in outs.items()}
         for name, members in {**sets, "all nine": list(plans)}.items():
-            row[f"convex: {name}"] = whole_photo_convex([outs[m] for m in members], clean)
+            row[f"convex: {name}"] = global_convex_optimum([outs[m] for m in members], clean)
         rows.append(row)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     best = max((k for k in rows[0] if not k.startswith("convex")), key=mean.get)
