@@ -33,6 +33,7 @@ from restoreagent.degradations import degrade
 from restoreagent.fusion import candidate_plans, fuse, load_fusion, run_plans, weights_for_tasks
 from restoreagent.fusion.train import recipe_plan
 from restoreagent.imageio import center_crop, list_images, load_image, quantize
+from restoreagent.plan import parse_plan
 
 
 def psnr(x: np.ndarray, ref: np.ndarray) -> float:
@@ -48,20 +49,26 @@ def block_oracle(outs, clean, block: int = 8) -> float:
     return float(10 * np.log10(1.0 / max(float(err.min(0).mean()), 1e-12)))
 
 
-def block_convex_optimum(outs, clean, block: int = 8) -> float:
-    """PSNR of the best convex combination of the candidates fitted per ``block`` px square to the
-    clean photo (non-negative least squares, the weights held to sum 1 by a heavily weighted row):
-    what a convex blend with weights constant over that square could reach, knowing the answer."""
+def convex_fit(a: np.ndarray, y: np.ndarray, anchor: float) -> np.ndarray:
+    """The convex combination of the columns of ``a`` closest to ``y`` (non-negative least squares,
+    the weights held to sum 1 by a row weighted ``anchor``)."""
     from scipy.optimize import nnls
 
-    k, (h, w) = len(outs), clean.shape[:2]
+    wts, _ = nnls(np.vstack([a, anchor * np.ones((1, a.shape[1]))]), np.concatenate([y, [anchor]]))
+    return a @ (wts / wts.sum())
+
+
+def block_convex_optimum(outs, clean, block: int = 8) -> float:
+    """PSNR of the best convex combination of the candidates fitted per ``block`` px square to the
+    clean photo: what a convex blend with weights constant over that square could reach, knowing
+    the answer."""
+    h, w = clean.shape[:2]
     sq, n = 0.0, 0
     for i in range(0, h - h % block, block):
         for j in range(0, w - w % block, block):
             a = np.stack([o[i : i + block, j : j + block].ravel() for o in outs], 1).astype(np.float64)
             y = clean[i : i + block, j : j + block].ravel().astype(np.float64)
-            wts, _ = nnls(np.vstack([a, 100.0 * np.ones((1, k))]), np.concatenate([y, [100.0]]))
-            sq += float(((a @ (wts / wts.sum()) - y) ** 2).sum())
+            sq += float(((convex_fit(a, y, 100.0) - y) ** 2).sum())
             n += y.size
     return float(10 * np.log10(1.0 / max(sq / n, 1e-12)))
 
@@ -69,13 +76,8 @@ def block_convex_optimum(outs, clean, block: int = 8) -> float:
 def global_convex_optimum(outs, clean) -> float:
     """PSNR of the best convex combination with one weight per candidate for the whole photo (fitted
     to the clean photo as above): what a blend whose weights do not vary over the photo could reach."""
-    from scipy.optimize import nnls
-
-    k = len(outs)
     a = np.stack([o.ravel() for o in outs], 1).astype(np.float64)
-    y = clean.ravel().astype(np.float64)
-    wts, _ = nnls(np.vstack([a, 1000.0 * np.ones((1, k))]), np.concatenate([y, [1000.0]]))
-    return psnr((a @ (wts / wts.sum())).reshape(clean.shape), clean)
+    return psnr(convex_fit(a, clean.ravel().astype(np.float64), 1000.0).reshape(clean.shape), clean)
 
 
 def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | None = None):
@@ -86,7 +88,7 @@ def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | No
         degraded = quantize(degraded)
         plans = candidate_plans(recipe_plan(record["degradations"]), k)
         outs = [quantize(o) for o in run_plans(degraded, plans)]
-        net = model or load_fusion(weights_for_tasks(s.task for s in plans[0]))  # as run --fuse picks
+        net = model or load_fusion(weights_for_tasks(plans[0].tasks))  # as run --fuse picks
         t0 = time.perf_counter()
         fused, weights = fuse(outs, degraded, net)
         seconds = time.perf_counter() - t0
@@ -175,7 +177,7 @@ def main() -> None:
     for combo in args.combos:
         rows, plans, example = evaluate(files, combo, args.k, args.crop, model, args.example if args.figure else None)
         s = summarise(rows, plans)
-        s["weights"] = args.weights or weights_for_tasks(x.split(":")[0] for x in plans[0].split(", ")).name
+        s["weights"] = args.weights or weights_for_tasks(parse_plan(plans[0]).tasks).name
         out[combo] = {"summary": s, "rows": rows}
         print(f"| {combo.replace(',', ' + ')} | {s['k']} | {s['input']:.2f} | {s['plan']:.2f} | {s['best_fixed']:.2f} | "
               f"{s['oracle']:.2f} | {s['global_convex']:.2f} | {s['block_oracle']:.2f} | {s['block_convex']:.2f} | **{s['fused']:.2f}** | "

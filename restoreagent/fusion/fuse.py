@@ -92,7 +92,7 @@ def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = N
         return outputs[0], {"fused": False, "candidates": [p.text() for p in plans], "seconds": time.perf_counter() - t0}
     weights_file = None
     if model is None:
-        path = weights_for_tasks(s.task for s in plan)
+        path = weights_for_tasks(plan.tasks)
         model, weights_file = load_fusion(path), path.name
     fused, weights = fuse(outputs, image, model)
     return fused, {
