@@ -17,8 +17,9 @@ block, knowing the clean photo: what picking at that scale could reach); the 8 p
 optimum (the best convex combination fitted per 8 x 8 block to the clean photo: what a blend whose
 weights are constant over such a block could reach); and the median per-photo gain of the fusion over the oracle
 and over the best fixed candidate (its mean in brackets), with the share of photos on which the
-fusion beats the oracle. The network is the one ``run --fuse`` would use (the shipped specialist of
-the plan's task set, else the general one) unless ``--weights`` names one.
+fusion beats the oracle. The blend is what ``run --fuse`` makes: the network it would use (the shipped
+specialist of the plan's task set, else the general one; ``--weights`` names another) and the task
+set's whole-photo mix head when one is shipped (``--no-mix``: the network alone).
 """
 
 import argparse
@@ -30,10 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 from restoreagent.degradations import degrade
-from restoreagent.fusion import candidate_plans, fuse, load_fusion, run_plans, weights_for_tasks
+from restoreagent.fusion import blend, candidate_plans, load_fusion, run_plans
+from restoreagent.fusion.fuse import plan_weights
 from restoreagent.fusion.train import recipe_plan
 from restoreagent.imageio import center_crop, list_images, load_image, quantize
-from restoreagent.plan import parse_plan
 
 
 def psnr(x: np.ndarray, ref: np.ndarray) -> float:
@@ -80,7 +81,7 @@ def global_convex_optimum(outs, clean) -> float:
     return psnr(convex_fit(a, clean.ravel().astype(np.float64), 1000.0).reshape(clean.shape), clean)
 
 
-def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | None = None):
+def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | None = None, mix: bool = True):
     rows, example = [], None
     for i, f in enumerate(tqdm(files, desc=combo)):
         clean = quantize(center_crop(load_image(f), crop))
@@ -88,11 +89,11 @@ def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | No
         degraded = quantize(degraded)
         plans = candidate_plans(recipe_plan(record["degradations"]), k)
         outs = [quantize(o) for o in run_plans(degraded, plans)]
-        net = model or load_fusion(weights_for_tasks(plans[0].tasks))  # as run --fuse picks
         t0 = time.perf_counter()
-        fused, weights = fuse(outs, degraded, net)
+        weights, files = plan_weights(outs, degraded, plans, model, mix)  # as run --fuse blends
+        fused = np.clip(blend(outs, weights), 0, 1)
         seconds = time.perf_counter() - t0
-        rows.append({"photo": f.name, "fused": psnr(quantize(fused), clean), "candidates": [psnr(o, clean) for o in outs],
+        rows.append({"photo": f.name, "fused": psnr(quantize(fused), clean), **files, "candidates": [psnr(o, clean) for o in outs],
                      "input": psnr(degraded, clean), "fuse_seconds": seconds, "block_oracle": block_oracle(outs, clean),
                      "block_convex": block_convex_optimum(outs, clean), "global_convex": global_convex_optimum(outs, clean)})
         if i == keep_example:
@@ -164,6 +165,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=None, help="only the first N photos")
     p.add_argument("--weights", default=None, help="fusion weights (default: what run --fuse uses: the shipped "
                    "specialist of the plan's task set, else the general network)")
+    p.add_argument("--no-mix", action="store_true", help="the network alone, without the task set's whole-photo mix head")
     p.add_argument("--json", help="write the per-photo rows and the summaries here")
     p.add_argument("--figure", help="a PNG per combination: candidates, weight maps, fused (name_COMBO.png)")
     p.add_argument("--example", type=int, default=0, help="which photo the figure shows")
@@ -175,9 +177,11 @@ def main() -> None:
           "8 px block oracle | 8 px block convex optimum | fused | fused - oracle | fused - best fixed (mean) | fused > oracle |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for combo in args.combos:
-        rows, plans, example = evaluate(files, combo, args.k, args.crop, model, args.example if args.figure else None)
+        rows, plans, example = evaluate(files, combo, args.k, args.crop, model, args.example if args.figure else None,
+                                        not args.no_mix)
         s = summarise(rows, plans)
-        s["weights"] = args.weights or weights_for_tasks(parse_plan(plans[0]).tasks).name
+        s["weights"] = args.weights or rows[0].get("weights")
+        s["mix"] = rows[0].get("mix")
         out[combo] = {"summary": s, "rows": rows}
         print(f"| {combo.replace(',', ' + ')} | {s['k']} | {s['input']:.2f} | {s['plan']:.2f} | {s['best_fixed']:.2f} | "
               f"{s['oracle']:.2f} | {s['global_convex']:.2f} | {s['block_oracle']:.2f} | {s['block_convex']:.2f} | **{s['fused']:.2f}** | "

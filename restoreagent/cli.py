@@ -204,8 +204,10 @@ def _add_run_region_and_fusion(p):
                    "(optional: pip install 'restoreagent[segment]')")
     p.add_argument("--margin", type=int, default=None, help="px of context the tools see around the region (default 32)")
     p.add_argument("--feather", type=int, default=None, help="px over which the region fades into the input (default 8)")
-    p.add_argument("--fuse", type=int, metavar="K", help="run the plan and K-1 variants of it (strength "
-                   "brackets of its steps, then another order) and blend the K results with the learned fusion network")
+    p.add_argument("--fuse", type=int, metavar="K", nargs="?", const=8,
+                   help="run the plan and up to K-1 variants of it (strength brackets of its steps, another order, "
+                   "two brackets at once; K = 8 when omitted) and blend the results with the learned fusion "
+                   "network and the task set's whole-photo mix head (docs/fusion.md)")
 
 
 def cmd_run(args) -> int:

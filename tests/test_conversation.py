@@ -14,6 +14,7 @@ import pytest
 from restoreagent.conversation import Engine, Session, parse_intent, replay
 from restoreagent.conversation.engine import FEATHER, box_mask, feather_weight, ladder, sky_mask
 from restoreagent.conversation.llm import ChatModelInterpreter, to_action
+from restoreagent.conversation.session import FUSE_K
 from restoreagent.errors import RestoreAgentError
 from restoreagent.imageio import load_image, to_uint8
 from restoreagent.plan import parse_plan
@@ -254,12 +255,12 @@ def test_blend_the_best_results_is_a_convex_fusion_that_undoes_and_replays(engin
     s = Session(photo, engine, "example")
     base = s.say("restore").turn
     r = s.say("blend the best results")
-    assert r.turn.fuse == 3 and r.turn.plan == base.plan
+    assert r.turn.fuse == FUSE_K and r.turn.plan == base.plan
     assert r.turn.steps[-1].task == "fuse" and len(r.turn.steps) == len(base.steps) + 1
     # the blend lies between the candidates it was given, pixel by pixel (the base plan is one of them)
     from restoreagent.fusion import candidate_plans, run_plans
 
-    outs = np.stack(run_plans(photo, candidate_plans(base.plan, 3)))
+    outs = np.stack(run_plans(photo, candidate_plans(base.plan, FUSE_K)))
     assert (s.image >= outs.min(0) - 1e-4).all() and (s.image <= outs.max(0) + 1e-4).all()
     boxed = s.say("only the box", box=(10, 10, 40, 30)).turn  # a new state: the plan on the box, not blended
     assert boxed.fuse == 0 and boxed.region == {"kind": "box", "box": [10, 10, 40, 30]}

@@ -15,7 +15,7 @@ action              arguments                                        said as
 ``remove``          ``tasks``                                        "don't sharpen", "no deblurring"
 ``set_tool``        ``task``, ``tool``                               "use unet_denoise_high"
 ``region``          ``kind`` box | mask | sky | whole, ``box``      "only the box", "only the sky"
-``fuse``            ``k`` (optional, default 3)                      "blend the best results", "fuse them"
+``fuse``            ``k`` (optional, default 8)                      "blend the best results", "fuse them"
 ``undo``            -                                                "undo", "go back"
 ``help``            -                                                "help", "?"
 ==================  ===============================================  ==================================

@@ -40,7 +40,8 @@ from .engine import (
 from .intents import ACTIONS, EXAMPLES, parse_intent
 
 FORMAT = "restoreagent-conversation/1"
-FUSE_K = 3  # results "blend the best results" fuses: the plan and its two nearest variants
+FUSE_K = 8  # results "blend the best results" fuses: the plan and up to 7 variants (the whole-photo mix heads
+# gain most with all of them: docs/fusion.md)
 KEEP_BYTES = 512 << 20  # pictures kept per session (older states are recomputed when looked at again)
 Progress = Callable[[int, int, Step], None]
 

@@ -5,7 +5,9 @@
 - :mod:`.fuse`: blending (``fuse``) and ``run --fuse K`` (``fuse_plan``);
 - :mod:`.weights`: the shipped weight files (``restoreagent/assets/fusion/``: the general network and
   per-task-set specialists);
-- :mod:`.train`: the ``train-fusion`` job (candidate sets from the generator, then training).
+- :mod:`.mix`: the whole-photo mix heads (one per task set: each candidate's share of the photo,
+  from plain statistics; ``run --fuse`` adds the network's per-pixel logits to it);
+- :mod:`.train`: the ``train-fusion`` and ``train-fusion-mix`` jobs (candidate sets from the generator, then training).
 
 docs/fusion.md has the measurements.
 """

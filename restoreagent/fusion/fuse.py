@@ -10,6 +10,7 @@ import torch
 
 from ..plan import Plan, Step
 from .candidates import candidate_plans, run_plans
+from .mix import combine, load_mix_head, mix_for_tasks, set_stats
 from .model import FusionNet
 from .weights import load_fusion, weights_for_tasks
 
@@ -76,12 +77,36 @@ def fuse(candidates: Sequence[np.ndarray], degraded: np.ndarray, model: FusionNe
     return np.clip(blend(candidates, weights), 0.0, 1.0), weights
 
 
+def plan_weights(outputs: Sequence[np.ndarray], image: np.ndarray, plans: Sequence[Plan], model: FusionNet | None = None,
+                 mix: bool = True) -> tuple[np.ndarray, dict]:
+    """Per-pixel weights (K, H, W) of the candidates ``outputs`` of ``plans`` (the plan first), as
+    ``run --fuse`` blends them, and the files used ({"weights": ..., "mix": ...}): the network
+    (``model``, else the task set's specialist or the general one) and, with ``mix``, the task set's
+    whole-photo mix head when one is shipped."""
+    files, logits, scale = {}, None, 1.0
+    mix_file = mix_for_tasks(plans[0].tasks) if mix else None
+    if mix_file is not None:
+        head, tasks = load_mix_head(mix_file)
+        logits = head.set_logits(set_stats(outputs, image, plans, tasks, detector=head.n_detector > 0))
+        scale, files["mix"] = float(head.pixel_scale), mix_file.name
+    if logits is not None and scale == 0:  # the head alone: one weight per candidate, the network not needed
+        h, w = image.shape[:2]
+        return np.ascontiguousarray(np.broadcast_to(combine(logits, None, 0.0), (len(outputs), h, w))), files
+    if model is None:
+        path = weights_for_tasks(plans[0].tasks)
+        model, files["weights"] = load_fusion(path), path.name
+    weights = fusion_weights(outputs, image, model)
+    return (weights if logits is None else combine(logits, weights, scale)), files
+
+
 def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = None,
-              on_step: Callable[[Step], None] | None = None) -> tuple[np.ndarray, dict]:
+              on_step: Callable[[Step], None] | None = None, mix: bool = True) -> tuple[np.ndarray, dict]:
     """Run ``plan`` and its complementary variants (:func:`candidate_plans`, K in all), blend them:
     (image, report). ``model``: by default the shipped specialist for the plan's task set, else the
     general network (:func:`~restoreagent.fusion.weights.weights_for_tasks`). No candidate is marked
-    (``prefer``): the shipped weights blend better unmarked (docs/fusion.md).
+    (``prefer``): the shipped weights blend better unmarked (docs/fusion.md). ``mix``: when a
+    whole-photo mix head is shipped for the plan's task set (:mod:`.mix`), it sets each candidate's
+    share of the photo and the network's per-pixel logits (times the head's ``pixel_scale``) where it goes.
 
     The report lists the candidate plans and each one's mean weight (how much of the result it made).
     """
@@ -90,15 +115,12 @@ def fuse_plan(image: np.ndarray, plan: Plan, k: int, model: FusionNet | None = N
     outputs = run_plans(image, plans, on_step=on_step)
     if len(plans) == 1:  # nothing to blend (a plan without alternatives, or k = 1)
         return outputs[0], {"fused": False, "candidates": [p.text() for p in plans], "seconds": time.perf_counter() - t0}
-    weights_file = None
-    if model is None:
-        path = weights_for_tasks(plan.tasks)
-        model, weights_file = load_fusion(path), path.name
-    fused, weights = fuse(outputs, image, model)
+    weights, files = plan_weights(outputs, image, plans, model, mix)
+    fused = np.clip(blend(outputs, weights), 0.0, 1.0)
     return fused, {
         "fused": True,
         "plan": plan.to_json(),
-        **({"weights": weights_file} if weights_file else {}),
+        **files,
         "candidates": [{"plan": p.text(), "mean_weight": round(float(w.mean()), 4)} for p, w in zip(plans, weights, strict=True)],
         "seconds": round(time.perf_counter() - t0, 4),
     }

@@ -37,8 +37,8 @@ from ..config import to_dict
 from ..degradations import degrade
 from ..errors import RestoreAgentError
 from ..imageio import atomic_write_bytes, atomic_write_text, list_images, load_image
-from ..jobs.train_fusion import FusionTrainConfig
-from ..plan import Plan
+from ..jobs.train_fusion import FusionDataOptions, FusionMixConfig, FusionTrainConfig
+from ..plan import Plan, parse_plan
 from ..splits import DEV_SPLITS, split_files
 from ..tasks import TASK_FOR_DEGRADATION
 from ..tools.fixed_recipe import fixed_recipe
@@ -123,7 +123,12 @@ def load_sets(paths: list[Path]) -> list[dict]:
 
 
 def candidate_sets(cfg: FusionTrainConfig) -> tuple[list[dict], list[dict]]:
-    d = cfg.data
+    train, val = candidate_set_paths(cfg.data, cfg.train.k_val)
+    return load_sets(train), load_sets(val)
+
+
+def candidate_set_paths(d: FusionDataOptions, k_val: int) -> tuple[list[Path], list[Path]]:
+    """(train, validation) candidate-set files, made first where missing."""
     for folder in d.images:
         if Path(folder).name in DEV_SPLITS:
             raise RestoreAgentError(f"{folder}: a dev split ({', '.join(DEV_SPLITS)}) must not train the fusion")
@@ -139,9 +144,9 @@ def candidate_sets(cfg: FusionTrainConfig) -> tuple[list[dict], list[dict]]:
     train = make_sets(train_files, d.combos, counts, d.crop, d.seed, root / f"train_c{d.crop}_{d.plans}{d.max_candidates}_{v}",
                       PlansFor(d.plans, d.max_candidates), "candidate sets (train)", d.workers)
     val = make_sets(val_files or train_files, d.combos, [d.val_per_combo] * len(d.combos), d.crop, d.seed + 1,
-                    root / f"val_c{d.crop}_k{cfg.train.k_val}_{v}", PlansFor("brackets", cfg.train.k_val),
+                    root / f"val_c{d.crop}_k{k_val}_{v}", PlansFor("brackets", k_val),
                     "candidate sets (validation)", d.workers)
-    return load_sets(train), load_sets(val)
+    return train, val
 
 
 class PlansFor:
@@ -318,3 +323,76 @@ def train_fusion(cfg: FusionTrainConfig) -> dict:
     summary = {"weights": str(weights), "seconds": round(time.perf_counter() - t0, 1), **meta, "history": history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+# --- the whole-photo mix head (the train-fusion-mix job) ------------------------------------------
+
+
+def _set_arrays(path: Path, k: int | None = None):
+    with np.load(path) as z:
+        return (z["candidates"][:k].astype(np.float32) / 255, z["degraded"].astype(np.float32) / 255,
+                z["clean"].astype(np.float32) / 255, [parse_plan(str(p)) for p in z["plans"][:k]])
+
+
+def train_fusion_mix(cfg: FusionMixConfig) -> dict:
+    """Train the whole-photo mix head of one task set (:mod:`.mix`) on the candidate sets, pick its
+    ``pixel_scale`` (how much of the U-Net's per-pixel logits to add) on the validation sets, export it."""
+    from .fuse import fusion_weights
+    from .mix import combine, exact_targets, mix_name, save_mix_head, set_stats, train_mix_head
+    from .weights import weights_for_tasks
+
+    task_sets = {tuple(sorted({TASK_FOR_DEGRADATION[d] for d in c.split(",")})) for c in cfg.data.combos}
+    if len(task_sets) != 1:
+        raise RestoreAgentError(f"data.combos must share one task set (a head per task set), got {sorted(task_sets)}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    train_paths, val_paths = candidate_set_paths(cfg.data, cfg.k_val)
+    tasks = None  # the head's reference task order: the recipe plan's
+    stats, targets = [], []
+    for p in tqdm(train_paths, desc="set statistics", disable=None):
+        cands, degraded, clean, plans = _set_arrays(p)
+        tasks = tasks or plans[0].tasks
+        stats.append(set_stats(cands, degraded, plans, tasks, cfg.detector))
+        targets.append(exact_targets(cands, clean))
+    log.info("%d training sets (task order %s); training %d members", len(stats), tasks, cfg.members)
+    head = train_mix_head(stats, targets, cfg.members, cfg.hidden, cfg.steps, cfg.lr, seed=cfg.seed)
+    unet_path = Path(cfg.fusion_weights) if cfg.fusion_weights else weights_for_tasks(tasks)
+    unet = load_fusion(unet_path)
+    rows = []  # per validation set: PSNR of each candidate, the U-Net's blend, the head with each pixel scale
+    for p in tqdm(val_paths, desc="validation", disable=None):
+        cands, degraded, clean, plans = _set_arrays(p, cfg.k_val)
+        logits = head.set_logits(set_stats(cands, degraded, plans, tasks, cfg.detector))
+        pixel = fusion_weights(list(cands), degraded, unet)
+        blends = [pixel] + [combine(logits, pixel, s) for s in cfg.pixel_scales]
+        rows.append([_psnr(c, clean) for c in cands] + [_psnr(np.clip(np.einsum("khw,khwc->hwc", w, cands), 0, 1), clean)
+                                                          for w in blends])
+    a = np.array(rows)
+    k = a.shape[1] - 1 - len(cfg.pixel_scales)
+    best_fixed = int(a[:, :k].mean(0).argmax())
+    med = lambda v: round(float(np.median(v)), 3)  # noqa: E731
+    val = {"sets": len(rows), "k": k, "best_fixed": plans[best_fixed].text(),
+           "unet_vs_best_fixed": med(a[:, k] - a[:, best_fixed]), "unet_vs_plan": med(a[:, k] - a[:, 0])}
+    for i, s in enumerate(cfg.pixel_scales):
+        val[f"head(pixel_scale={s})_vs_best_fixed"] = med(a[:, k + 1 + i] - a[:, best_fixed])
+        val[f"head(pixel_scale={s})_vs_plan"] = med(a[:, k + 1 + i] - a[:, 0])
+    # the scale whose blends gain most over the best fixed candidate (the issue's yardstick), median over the sets
+    pick = int(np.argmax([np.median(a[:, k + 1 + i] - a[:, best_fixed]) for i in range(len(cfg.pixel_scales))]))
+    head.pixel_scale.fill_(float(cfg.pixel_scales[pick]))
+    meta = {"tasks": list(tasks), "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos),
+            "sets": len(stats), "unet": unet_path.name, "pixel_scale": cfg.pixel_scales[pick],
+            "validation": f"{len(rows)} sets from held-out train photos (every {cfg.data.val_every}th), K = {k}", "val": val}
+    path = Path(cfg.export) if cfg.export else Path(__file__).parents[1] / "assets" / "fusion" / mix_name(tasks)
+    save_mix_head(head, path, meta)
+    summary = {"weights": str(path), "seconds": round(time.perf_counter() - t0, 1), **meta,
+               "parameters": sum(p.numel() for p in head.parameters())}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    log.info("mix head -> %s: %s", path, val)
+    return summary
+
+
+def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / max(float(np.mean((x - ref) ** 2)), 1e-12)))

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import RestoreAgentError
+from ..weights_file import read_meta, save_weights
 from .model import FusionNet
-
-META_KEY = "restoreagent"
 
 
 def shipped_weights() -> Path:
@@ -40,18 +37,11 @@ def weights_for_tasks(tasks) -> Path:
 
 
 def save_fusion_weights(model: FusionNet, path, meta: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({"widths": list(model.widths), **meta}, default=str)})
-    os.replace(tmp, path)  # readers never see half a file
-    return path
+    return save_weights(model.state_dict(), path, {"widths": list(model.widths), **meta}, torch.float16)
 
 
 def read_fusion_meta(path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+    return read_meta(path)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ train-planner      jobs.train_planner.PlannerTrainConfig         planners.vlm.tr
 train-tool         jobs.train_tool.ToolTrainConfig               tools.learned.training.train_tool       ``train/train_tool.py``
 train-perception   perception.config.PerceptionTrainConfig       perception.train.train                  ``train/train_perception.py``
 train-fusion       jobs.train_fusion.FusionTrainConfig           fusion.train.train_fusion               ``restoreagent job train-fusion``
+train-fusion-mix   jobs.train_fusion.FusionMixConfig             fusion.train.train_fusion_mix           ``restoreagent job train-fusion-mix``
 train-ranker       jobs.train_ranker.RankerTrainConfig           planners.ranker.train.train_ranker      ``restoreagent job train-ranker``
 stage1-data        jobs.train_planner.Stage1DataConfig           planners.vlm.train_data                 build stage
 severity-targets   jobs.build.SeverityTargetsConfig              planners.vlm.train_data                 build stage
@@ -74,6 +75,8 @@ JOBS: dict[str, Job] = {
             "restoreagent.perception.train:train", "train the degradation detector"),
         Job("train-fusion", "restoreagent.jobs.train_fusion:FusionTrainConfig",
             "restoreagent.fusion.train:train_fusion", "train the fusion network (blends K candidate restorations)"),
+        Job("train-fusion-mix", "restoreagent.jobs.train_fusion:FusionMixConfig",
+            "restoreagent.fusion.train:train_fusion_mix", "train the fusion's whole-photo mix head of one task set"),
         Job("train-ranker", "restoreagent.jobs.train_ranker:RankerTrainConfig",
             "restoreagent.planners.ranker.train:train_ranker", "train the plan scorer on every labeled candidate's score"),
         Job("stage1-data", "restoreagent.jobs.train_planner:Stage1DataConfig",

@@ -73,3 +73,26 @@ class FusionTrainConfig:
     threads: int | None = option(None, "torch CPU threads (training; candidate sets: data.workers)")
     data: FusionDataOptions = nested(FusionDataOptions)
     train: FusionLoopOptions = nested(FusionLoopOptions)
+
+
+@dataclass
+class FusionMixConfig:
+    """Train the whole-photo mix head of one task set (restoreagent/fusion/mix.py) on the fusion job's candidate sets."""
+
+    output_dir: str = option("runs/fusion_mix", "summary.json, config.yaml")
+    export: str | None = option(None, "head file to write (null: restoreagent/assets/fusion/mix_<tasks>.safetensors)")
+    fusion_weights: str | None = option(None, "the U-Net whose per-pixel logits run --fuse adds (null: what run --fuse "
+                                        "uses for the task set); picks the head's pixel_scale on the validation sets")
+    threads: int | None = option(1, "torch CPU threads")
+    members: int = option(5, "MLPs in the head's ensemble (different seeds; their logits are averaged)")
+    detector: bool = option(True, "the head also reads the degradation detector's presence logits and severities of "
+                            "the input (retrain the head when the detector changes)")
+    hidden: int = option(64, "width of each MLP")
+    steps: int = option(3000, "optimizer steps per member (batches of 128 sets)")
+    lr: float = option(1.0e-3, "Adam learning rate")
+    seed: int = option(0, "seed of the weights and batches")
+    k_val: int = option(8, "candidates of the validation sets (the rule's first k_val)")
+    pixel_scales: tuple[float, ...] = option((0.0, 0.5, 1.0), "scales of the U-Net's per-pixel logits tried on "
+                                             "the validation sets; the one with the best median gain over the "
+                                             "best fixed candidate is kept")
+    data: FusionDataOptions = nested(FusionDataOptions)

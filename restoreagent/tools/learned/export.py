@@ -9,32 +9,21 @@ alone.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from ...weights_file import read_meta, save_weights
 from .nets import build_network
-
-META_KEY = "restoreagent"
 
 
 def save_tool_weights(model: torch.nn.Module, path, meta: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
-    os.replace(tmp, path)
-    return path
+    return save_weights(model.state_dict(), path, meta, torch.float16)
 
 
 def read_tool_meta(path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+    return read_meta(path)
 
 
 def load_tool_network(path) -> tuple[torch.nn.Module, dict]:
