@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from restoreagent.errors import RestoreAgentError
-from restoreagent.fusion import fuse_plan
+from restoreagent.fusion import candidate_plans, fuse_plan, run_plans
 from restoreagent.fusion.mix import (
     MixHead,
     SetStats,
@@ -133,18 +133,27 @@ def test_run_fuse_uses_the_mix_head_of_the_plans_task_set(tmp_path, monkeypatch,
     with torch.no_grad():
         for p in head.parameters():
             p.normal_(0, 2.0)  # far from uniform
+        head.pixel_scale.fill_(1.0)  # the network's per-pixel logits added: weights vary over the photo
     path = save_mix_head(head, tmp_path / "mix_brighten+denoise.safetensors", {"tasks": list(TASKS)})
     monkeypatch.setattr(ff, "mix_for_tasks", lambda tasks: path if set(tasks) == set(TASKS) else None)
     image = (astronaut_small[:48, :48] * 0.3).astype(np.float32)
     plan = parse_plan("denoise:unet_denoise_mid, brighten:gamma_mild")
     fused, report = fuse_plan(image, plan, 4)
-    assert report["mix"] == path.name
+    assert report["mix"] == path.name and report["weights"]
+    outs = np.stack(run_plans(image, candidate_plans(plan, 4)))  # a convex combination: between them, pixel by pixel
+    assert (fused >= outs.min(0) - 1e-4).all() and (fused <= outs.max(0) + 1e-4).all()
     shares = np.array([c["mean_weight"] for c in report["candidates"]])
     assert abs(shares.sum() - 1) < 1e-3 and shares.max() - shares.min() > 0.05
     _, plain = fuse_plan(image, plan, 4, mix=False)
     assert "mix" not in plain
     _, other = fuse_plan(image, parse_plan("denoise:unet_denoise_mid"), 3)
     assert "mix" not in other
+    # a head that never saw some candidate's tool is not used for it: the network alone
+    narrow = save_mix_head(head, tmp_path / "narrow" / "mix_brighten+denoise.safetensors",
+                           {"tasks": list(TASKS), "tools": ["unet_denoise_mid", "gamma_mild"]})
+    monkeypatch.setattr(ff, "mix_for_tasks", lambda tasks: narrow)
+    _, skipped = fuse_plan(image, plan, 4)
+    assert "mix" not in skipped and "unet_denoise_high" in skipped["mix_skipped"] and skipped["weights"]
 
 
 def test_train_fusion_mix_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
@@ -156,6 +165,7 @@ def test_train_fusion_mix_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
     summary = run_job("train-fusion-mix", {}, files=["configs/smoke/train-fusion-mix.yaml"])
     head, tasks = load_mix_head(summary["weights"])
     assert set(tasks) == {"dejpeg", "denoise"} and summary["sets"] == 4 and summary["val"]["sets"] == 2
+    assert {"unet_dejpeg_mild", "unet_denoise_mid"} <= head.tools and head.unknown_tools([parse_plan("denoise:dct_mid")]) == ["dct_mid"]
     assert float(head.pixel_scale) in (0.0, 0.5, 1.0)
     with pytest.raises(RestoreAgentError, match="one task set"):
         run_job("train-fusion-mix", {"data": {"combos": ["noise,jpeg", "low_light,noise"]}},

@@ -82,13 +82,16 @@ def plan_weights(outputs: Sequence[np.ndarray], image: np.ndarray, plans: Sequen
     """Per-pixel weights (K, H, W) of the candidates ``outputs`` of ``plans`` (the plan first), as
     ``run --fuse`` blends them, and the files used ({"weights": ..., "mix": ...}): the network
     (``model``, else the task set's specialist or the general one) and, with ``mix``, the task set's
-    whole-photo mix head when one is shipped."""
+    whole-photo mix head when one is shipped and was trained on every tool of ``plans``."""
     files, logits, scale = {}, None, 1.0
     mix_file = mix_for_tasks(plans[0].tasks) if mix else None
     if mix_file is not None:
         head, tasks = load_mix_head(mix_file)
-        logits = head.set_logits(set_stats(outputs, image, plans, tasks, detector=head.n_detector > 0))
-        scale, files["mix"] = float(head.pixel_scale), mix_file.name
+        if unknown := head.unknown_tools(plans):  # e.g. another brightener: the network alone
+            files["mix_skipped"] = f"{mix_file.name} was not trained on {', '.join(unknown)}"
+        else:
+            logits = head.set_logits(set_stats(outputs, image, plans, tasks, detector=head.n_detector > 0))
+            scale, files["mix"] = float(head.pixel_scale), mix_file.name
     if logits is not None and scale == 0:  # the head alone: one weight per candidate, the network not needed
         h, w = image.shape[:2]
         return np.ascontiguousarray(np.broadcast_to(combine(logits, None, 0.0), (len(outputs), h, w))), files

@@ -158,6 +158,14 @@ class MixHead(nn.Module):
         logits = torch.stack([m(x)[..., 0] for m in self.members]).mean(0)
         return logits.masked_fill(mask == 0, float("-inf"))
 
+    tools: frozenset[str] | None = None  # the tools of the sets it was trained on (from its file; None: any)
+
+    def unknown_tools(self, plans: Sequence[Plan]) -> list[str]:
+        """Tools of ``plans`` the head never saw in training (its roles would be guesses for them)."""
+        if self.tools is None:
+            return []
+        return sorted({s.tool for p in plans for s in p} - self.tools)
+
     def set_logits(self, stats: SetStats) -> np.ndarray:
         with torch.inference_mode():
             return self(*_batch([stats]))[0].numpy()
@@ -205,6 +213,7 @@ def _load(path: str) -> tuple[MixHead, tuple[str, ...]]:
             raise ValueError(f"features version {meta.get('features_version')}, this code reads {FEATURES_VERSION}")
         head = MixHead(int(meta["n_roles"]), int(meta["members"]), int(meta["hidden"]), int(meta.get("n_detector", 0)))
         head.load_state_dict(load_file(str(p)))
+        head.tools = frozenset(meta["tools"]) if "tools" in meta else None
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
         raise RestoreAgentError(f"{p}: not a fusion mix-head file ({e})") from None
     return head.eval(), tuple(meta["tasks"])

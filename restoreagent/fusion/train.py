@@ -352,12 +352,13 @@ def train_fusion_mix(cfg: FusionMixConfig) -> dict:
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_paths, val_paths = candidate_set_paths(cfg.data, cfg.k_val)
     tasks = None  # the head's reference task order: the recipe plan's
-    stats, targets = [], []
+    stats, targets, tools = [], [], set()
     for p in tqdm(train_paths, desc="set statistics", disable=None):
         cands, degraded, clean, plans = _set_arrays(p)
         tasks = tasks or plans[0].tasks
         stats.append(set_stats(cands, degraded, plans, tasks, cfg.detector))
         targets.append(exact_targets(cands, clean))
+        tools |= {s.tool for p in plans for s in p}
     log.info("%d training sets (task order %s); training %d members", len(stats), tasks, cfg.members)
     head = train_mix_head(stats, targets, cfg.members, cfg.hidden, cfg.steps, cfg.lr, seed=cfg.seed)
     unet_path = Path(cfg.fusion_weights) if cfg.fusion_weights else weights_for_tasks(tasks)
@@ -382,7 +383,7 @@ def train_fusion_mix(cfg: FusionMixConfig) -> dict:
     # the scale whose blends gain most over the best fixed candidate (the yardstick), median over the sets
     pick = int(np.argmax([np.median(a[:, k + 1 + i] - a[:, best_fixed]) for i in range(len(cfg.pixel_scales))]))
     head.pixel_scale.fill_(float(cfg.pixel_scales[pick]))
-    meta = {"tasks": list(tasks), "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos),
+    meta = {"tasks": list(tasks), "tools": sorted(tools), "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos),
             "sets": len(stats), "unet": unet_path.name, "pixel_scale": cfg.pixel_scales[pick],
             "validation": f"{len(rows)} sets from held-out train photos (every {cfg.data.val_every}th), K = {k}", "val": val}
     path = Path(cfg.export) if cfg.export else Path(__file__).parents[1] / "assets" / "fusion" / mix_name(tasks)
