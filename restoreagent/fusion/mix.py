@@ -181,14 +181,14 @@ def combine(global_logits: np.ndarray, pixel_weights: np.ndarray | None, pixel_s
     U-Net's log-weights centred per candidate over the photo (so the U-Net moves weight between places,
     the head sets each candidate's share). Convex at every pixel."""
     g = np.asarray(global_logits, np.float64)[:, None, None]
-    if pixel_weights is None or pixel_scale == 0:
-        z = np.broadcast_to(g, (len(g), *(pixel_weights.shape[1:] if pixel_weights is not None else (1, 1))))
-    else:
+    if pixel_weights is not None and pixel_scale != 0:
         lw = np.log(np.clip(pixel_weights.astype(np.float64), 1e-8, 1.0))
-        z = g + pixel_scale * (lw - lw.mean(axis=(1, 2), keepdims=True))
-    z = z - z.max(0, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(0, keepdims=True)).astype(np.float32)
+        g = g + pixel_scale * (lw - lw.mean(axis=(1, 2), keepdims=True))
+    e = np.exp(g - g.max(0, keepdims=True))
+    w = e / e.sum(0, keepdims=True)  # (K, 1, 1) when the head alone decides
+    if pixel_weights is not None:
+        w = np.broadcast_to(w, pixel_weights.shape)
+    return np.ascontiguousarray(w, dtype=np.float32)
 
 
 # --- files ------------------------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def train_fusion_mix(cfg: FusionMixConfig) -> dict:
     ``pixel_scale`` (how much of the U-Net's per-pixel logits to add) on the validation sets, export it."""
     from .fuse import fusion_weights
     from .mix import combine, exact_targets, mix_name, save_mix_head, set_stats, train_mix_head
-    from .weights import weights_for_tasks
+    from .weights import shipped_weights, weights_for_tasks
 
     task_sets = {tuple(sorted({TASK_FOR_DEGRADATION[d] for d in c.split(",")})) for c in cfg.data.combos}
     if len(task_sets) != 1:
@@ -358,7 +358,7 @@ def train_fusion_mix(cfg: FusionMixConfig) -> dict:
         tasks = tasks or plans[0].tasks
         stats.append(set_stats(cands, degraded, plans, tasks, cfg.detector))
         targets.append(exact_targets(cands, clean))
-        tools |= {s.tool for p in plans for s in p}
+        tools |= {step.tool for plan in plans for step in plan}
     log.info("%d training sets (task order %s); training %d members", len(stats), tasks, cfg.members)
     head = train_mix_head(stats, targets, cfg.members, cfg.hidden, cfg.steps, cfg.lr, seed=cfg.seed)
     unet_path = Path(cfg.fusion_weights) if cfg.fusion_weights else weights_for_tasks(tasks)
@@ -386,7 +386,7 @@ def train_fusion_mix(cfg: FusionMixConfig) -> dict:
     meta = {"tasks": list(tasks), "tools": sorted(tools), "trained_on": list(cfg.data.images), "combos": list(cfg.data.combos),
             "sets": len(stats), "unet": unet_path.name, "pixel_scale": cfg.pixel_scales[pick],
             "validation": f"{len(rows)} sets from held-out train photos (every {cfg.data.val_every}th), K = {k}", "val": val}
-    path = Path(cfg.export) if cfg.export else Path(__file__).parents[1] / "assets" / "fusion" / mix_name(tasks)
+    path = Path(cfg.export) if cfg.export else shipped_weights().with_name(mix_name(tasks))
     save_mix_head(head, path, meta)
     summary = {"weights": str(path), "seconds": round(time.perf_counter() - t0, 1), **meta,
                "parameters": sum(p.numel() for p in head.parameters())}
