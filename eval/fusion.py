@@ -160,6 +160,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", default="../shared/data/images/cbsd68")
     p.add_argument("--combos", nargs="+", default=["low_light,noise", "noise,jpeg"])
+    p.add_argument("--held-out", action="store_true", help="instead of --images: the held-out train photos (every "
+                   "12th of the train folders, restoreagent.splits; never trained on)")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--n", type=int, default=None, help="only the first N photos")
@@ -170,7 +172,12 @@ def main() -> None:
     p.add_argument("--figure", help="a PNG per combination: candidates, weight maps, fused (name_COMBO.png)")
     p.add_argument("--example", type=int, default=0, help="which photo the figure shows")
     args = p.parse_args()
-    files = list_images(args.images)[: args.n]
+    if args.held_out:
+        from restoreagent.splits import TRAIN_FOLDERS, VAL_EVERY, split_files
+
+        files = split_files(list_images(list(TRAIN_FOLDERS)), VAL_EVERY)[1][: args.n]
+    else:
+        files = list_images(args.images)[: args.n]
     model = load_fusion(args.weights) if args.weights else None
     out = {}
     print("| degradations | K | input | plan alone | best fixed candidate | oracle best-of-K | whole-photo convex optimum | "
