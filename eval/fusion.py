@@ -90,10 +90,10 @@ def evaluate(files, combo: str, k: int, crop: int, model, keep_example: int | No
         plans = candidate_plans(recipe_plan(record["degradations"]), k)
         outs = [quantize(o) for o in run_plans(degraded, plans)]
         t0 = time.perf_counter()
-        weights, files = plan_weights(outs, degraded, plans, model, mix)  # as run --fuse blends
+        weights, used = plan_weights(outs, degraded, plans, model, mix)  # as run --fuse blends; the files it used
         fused = np.clip(blend(outs, weights), 0, 1)
         seconds = time.perf_counter() - t0
-        rows.append({"photo": f.name, "fused": psnr(quantize(fused), clean), **files, "candidates": [psnr(o, clean) for o in outs],
+        rows.append({"photo": f.name, "fused": psnr(quantize(fused), clean), **used, "candidates": [psnr(o, clean) for o in outs],
                      "input": psnr(degraded, clean), "fuse_seconds": seconds, "block_oracle": block_oracle(outs, clean),
                      "block_convex": block_convex_optimum(outs, clean), "global_convex": global_convex_optimum(outs, clean)})
         if i == keep_example:
