@@ -215,7 +215,8 @@ class Session:
                 raise RestoreAgentError(f"blend 2 to 8 results, not {k}")
             if not plan:
                 return "There is nothing to blend: the plan is empty. Say \"restore\" first."
-            return plan, region, alternative, f"Blending {plan.text()} with its nearest variants ({k} results).", k
+            # a plan may have fewer variants than asked for: the blend step names the ones it used
+            return plan, region, alternative, f"Blending {plan.text()} with up to {k - 1} of its nearest variants.", k
         if name == "remove":
             tasks = [t for t in action.get("tasks") or [action.get("task")] if t]
             gone = [s for s in plan if s.task in tasks]
