@@ -160,6 +160,8 @@ class Agent:
             return VLMPlanner(model, device=self.device, dtype=dtype)
         if name in ("fixed+detect", "ranker"):
             return get_planner(name, detector=self.detector)
+        if name == "verify":  # it runs candidates: with this Agent's tools (device, tiling)
+            return get_planner(name, detector=self.detector, step_runner=lambda image, step: self._run_step(image, step)[0])
         return get_planner(name)
 
     def tool(self, name: str):

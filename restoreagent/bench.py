@@ -55,7 +55,7 @@ RESTOREAGENT_COMBOS = [
 # execution history, so only planners that need no truth can be run this way).
 STEPWISE_PLANNERS = {"vlm_stepwise": "vlm"}
 # Planners that take another model folder as ``NAME@FOLDER`` (a candidate beside the shipped one).
-FOLDER_PLANNERS = ("vlm", "ranker", "ranker+truth")
+FOLDER_PLANNERS = ("vlm", "ranker", "ranker+truth", "verify")
 # Bump when a row's content or its scoring changes: cached rows of other versions are recomputed.
 ROW_VERSION = 1
 
@@ -81,8 +81,8 @@ def check_planner_names(names) -> None:
         if path is not None:
             if STEPWISE_PLANNERS.get(kind, kind) not in FOLDER_PLANNERS:
                 raise RestoreAgentError(f"{name}: only {', '.join(FOLDER_PLANNERS)} and vlm_stepwise take a model folder (@FOLDER)")
-            if not Path(path).is_dir():
-                raise RestoreAgentError(f"{name}: planner folder {path!r} does not exist")
+            if not Path(path).exists():
+                raise RestoreAgentError(f"{name}: planner folder or file {path!r} does not exist")
     if len(set(names)) != len(names):
         raise RestoreAgentError(f"a planner is named twice in {', '.join(names)}")
 
@@ -217,6 +217,8 @@ def planner_fingerprint(name: str, planner) -> str:
         if Path(source).is_dir():
             for f in sorted(p for p in Path(source).rglob("*") if p.is_file()):
                 _hash_file(h, f)
+        elif Path(source).is_file():  # a single weight file (the verifier's)
+            _hash_file(h, Path(source))
     return h.hexdigest()[:16]
 
 

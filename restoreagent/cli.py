@@ -113,7 +113,7 @@ def add_agent_arguments(p, planner: bool = True) -> None:
             "--planner",
             default="default",
             metavar="FOLDER|NAME",
-            help="a trained planner folder, or default (the shipped VLM), fixed+detect, fixed, random",
+            help="a trained planner folder, or default (the shipped VLM), verify (runs the likely plans on a view of the photo and keeps the best-looking: slower, better), ranker, fixed+detect, fixed, random",
         )
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: $RESTOREAGENT_DEVICE, else auto)")
     p.add_argument(

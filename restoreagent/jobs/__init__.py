@@ -13,6 +13,8 @@ train-perception   perception.config.PerceptionTrainConfig       perception.trai
 train-fusion       jobs.train_fusion.FusionTrainConfig           fusion.train.train_fusion               ``restoreagent job train-fusion``
 train-fusion-mix   jobs.train_fusion.FusionMixConfig             fusion.train.train_fusion_mix           ``restoreagent job train-fusion-mix``
 train-ranker       jobs.train_ranker.RankerTrainConfig           planners.ranker.train.train_ranker      ``restoreagent job train-ranker``
+verify-data        jobs.train_verifier.VerifyDataConfig          planners.verify.data.build              ``restoreagent job verify-data``
+train-verifier     jobs.train_verifier.VerifierTrainConfig       planners.verify.train.train_verifier    ``restoreagent job train-verifier``
 stage1-data        jobs.train_planner.Stage1DataConfig           planners.vlm.train_data                 build stage
 severity-targets   jobs.build.SeverityTargetsConfig              planners.vlm.train_data                 build stage
 planner-merge      jobs.build.MergeConfig                        planners.vlm.extend.merge_planner       ``restoreagent planner merge``
@@ -79,6 +81,10 @@ JOBS: dict[str, Job] = {
             "restoreagent.fusion.train:train_fusion_mix", "train the fusion's whole-photo mix head of one task set"),
         Job("train-ranker", "restoreagent.jobs.train_ranker:RankerTrainConfig",
             "restoreagent.planners.ranker.train:train_ranker", "train the plan scorer on every labeled candidate's score"),
+        Job("verify-data", "restoreagent.jobs.train_verifier:VerifyDataConfig", "restoreagent.planners.verify.data:build",
+            "the verifier's data: the verify planner's candidates run on fresh crops and scored (resumable)"),
+        Job("train-verifier", "restoreagent.jobs.train_verifier:VerifierTrainConfig",
+            "restoreagent.planners.verify.train:train_verifier", "train the verify planner's verifier on verify-data"),
         Job("stage1-data", "restoreagent.jobs.train_planner:Stage1DataConfig",
             "restoreagent.planners.vlm.train_data:run_stage1_data", "the planner's stage-1 set from the generator"),
         Job("severity-targets", "restoreagent.jobs.build:SeverityTargetsConfig",

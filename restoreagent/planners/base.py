@@ -45,6 +45,7 @@ _PLANNERS = {
     "vlm": "restoreagent.planners.vlm:VLMPlanner",
     "ranker": "restoreagent.planners.ranker:RankerPlanner",
     "ranker+truth": "restoreagent.planners.ranker.planner:truth_ranker",
+    "verify": "restoreagent.planners.verify:VerifyPlanner",
 }
 
 

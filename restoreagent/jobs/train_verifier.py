@@ -1,0 +1,56 @@
+"""The ``verify-data`` and ``train-verifier`` jobs: their settings, defaults and help texts.
+
+Run: ``restoreagent job verify-data [key=value ...]`` then ``restoreagent job train-verifier``.
+Small: ``configs/smoke/verify-data.yaml`` and ``configs/smoke/train-verifier.yaml``. The logic:
+:mod:`restoreagent.planners.verify.data` (fresh samples, the candidates the ``verify`` planner
+would try, their outputs' features and true scores; shards, resumable) and
+:mod:`restoreagent.planners.verify.train` (the verifier fitted listwise, measured on held-out photos).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import option
+from ..splits import TRAIN_FOLDERS
+
+
+@dataclass
+class VerifyDataConfig:
+    """Make the verifier's training data: candidates run on fresh degraded train crops and scored."""
+
+    out: str = option("runs/verify/data", "folder of the shards (grown when it exists)")
+    samples: int = option(4000, "samples the folder should hold (a run continues up to it)", metavar="N")
+    seed: int = option(101, "seed of the samples (not the committed labels' 0: the plan scorer trained on those)")
+    images: tuple[str, ...] = option(TRAIN_FOLDERS, "train photo folders (never the dev split)")
+    crop: int = option(128, "square crop side in pixels", metavar="PX")
+    n_sets: int = option(4, "likely degradation sets per sample (the detector's decision and its nearest flips)")
+    per_set: int = option(6, "the plan scorer's best pipelines run per set (training may use fewer)")
+    val_every: int = option(10, "photos held out for validation: 1 in N, by a hash of the photo's name (the plan "
+                            "scorer's rule)")
+    shard_size: int = option(100, "samples per shard file", metavar="M")
+    workers: int = option(1, "processes (one per core)")
+    detector: str | None = option(None, "detector folder (null: the shipped one)")
+    ranker: str | None = option(None, "plan scorer folder (null: the shipped one)")
+
+
+@dataclass
+class VerifierTrainConfig:
+    """Train the verifier on verify-data's samples; measure it on the held-out photos' samples."""
+
+    data: str = option("runs/verify/data", "verify-data's folder")
+    n_sets: int = option(3, "degradation sets the planner tries (at most verify-data's n_sets)")
+    per_set: int = option(3, "pipelines per set the planner runs (at most verify-data's per_set)")
+    embedding: bool = option(False, "also read the detector's tile embeddings of the outputs and the input (256 "
+                             "numbers each; needs data that kept them)")
+    hidden: int = option(64, "width of each MLP")
+    members: int = option(10, "MLPs in the ensemble (their scores are averaged; fewer gave noisier picks)")
+    dropout: float = option(0.1, "dropout inside each MLP")
+    epochs: int = option(60, "passes over the training samples")
+    lr: float = option(2.0e-3, "peak AdamW learning rate (one-cycle)")
+    weight_decay: float = option(1.0e-3, "AdamW weight decay")
+    tau: float = option(1.0, "temperature of the listwise targets (balanced-score units)")
+    seed: int = option(0, "seed of the weights and batches")
+    threads: int | None = option(1, "torch CPU threads")
+    output_dir: str = option("runs/verify/default", "summary.json of the run")
+    export: str | None = option("restoreagent/assets/verifier/verifier.safetensors", "weight file to write (null: none)")

@@ -1,0 +1,103 @@
+"""What the verifying planner tries: the likely degradation sets, the scorer's best pipelines for
+each, and their outputs (run once per shared prefix).
+
+The detector names the exact set of only about 57% of the benchmark's images, but the true set is
+usually one flip away from its decision (a degradation near its threshold). So the candidates come
+from the decided set and the sets that flip the least certain degradations, each with the plan
+scorer's best few pipelines; running them and looking at the results decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...plan import Plan, Step
+from ...tasks import physical_order
+
+MAX_SET = 4  # the core tasks come 1-4 at a time (+ snow, which the detector may add as a fifth)
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    degradations: tuple[str, ...]
+    margin: float  # minus the summed |logit margin| of the flipped degradations (0: the decided set)
+    rank: int  # 0 = the detector's decision
+
+
+def margins(detector, logits) -> np.ndarray:
+    """Per label, the calibrated log-odds minus the threshold's log-odds (> 0: decided present)."""
+    z = np.asarray(logits, np.float64) * detector.a + detector.b
+    t = np.clip(detector.thresholds, 1e-6, 1 - 1e-6)
+    return z - np.log(t / (1 - t))
+
+
+def likely_sets(detector, logits, n_sets: int = 3, max_flips: int = 2) -> list[CandidateSet]:
+    """The decided set, then the sets that flip the least certain labels, most likely first."""
+    m = margins(detector, logits)
+    labels = list(detector.labels)
+    present = {lab for lab, v in zip(labels, m) if v >= 0}
+    found: list[CandidateSet] = []
+    seen = set()
+    scored = []
+    for k in range(max_flips + 1):
+        for flips in itertools.combinations(range(len(labels)), k):
+            s = set(present)
+            for i in flips:
+                s ^= {labels[i]}
+            if len(s) > MAX_SET + ("snow" in s):
+                continue
+            scored.append((-float(sum(abs(m[i]) for i in flips)), k, tuple(physical_order(sorted(s)))))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    for margin, _, degs in scored:
+        if degs in seen:
+            continue
+        seen.add(degs)
+        found.append(CandidateSet(degs, margin, len(found)))
+        if len(found) == n_sets:
+            break
+    return found
+
+
+@dataclass
+class Candidate:
+    plan: Plan
+    set: CandidateSet
+    scorer_rank: int  # position among the scorer's picks for its set (0 = its best)
+    scorer_gap: float  # the scorer's score minus that of its best for the set (<= 0)
+
+
+def propose(ranker, features: np.ndarray, sets: Sequence[CandidateSet], per_set: int) -> list[Candidate]:
+    """The plan scorer's ``per_set`` best pipelines for each set (a plan proposed twice is kept once)."""
+    out, seen = [], set()
+    for cs in sets:
+        plans = ranker.ranked(features, cs.degradations, k=per_set)
+        s = ranker.scores(features, plans) if plans and plans[0].steps else np.zeros(len(plans))
+        s = np.nan_to_num(s)
+        for i, p in enumerate(plans):
+            key = tuple(st.text() for st in p.steps)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Candidate(p, cs, i, float(s[i] - s[0])))
+    return out
+
+
+def run_all(image: np.ndarray, plans: Sequence[Plan], run_step: Callable[[np.ndarray, Step], np.ndarray]) -> list[np.ndarray]:
+    """Every plan's output; a prefix two plans share runs once."""
+    memo: dict[tuple, np.ndarray] = {(): image}
+    outs = []
+    for p in plans:
+        steps = tuple(p.steps)
+        k = len(steps)
+        while steps[:k] not in memo:
+            k -= 1
+        img = memo[steps[:k]]
+        for j in range(k, len(steps)):
+            img = run_step(img, steps[j])
+            memo[steps[: j + 1]] = img
+        outs.append(img)
+    return outs

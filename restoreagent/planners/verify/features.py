@@ -1,0 +1,77 @@
+"""What the verifier reads about one candidate: the detector's view of its output (what is left to
+remove), how far it moved from the input and from the other candidates, and where it came from
+(how likely its degradation set is, how the plan scorer rated it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...tasks import TASK_FOR_DEGRADATION, TASKS
+from .candidates import Candidate
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+STAT_NAMES = ("luma_mean", "luma_p05", "luma_p50", "luma_p95", "luma_std", "log_hf", "dist_input", "dist_consensus")
+
+
+def _luma(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float32) @ LUMA
+
+
+def high_freq(y: np.ndarray) -> float:
+    """Mean squared Laplacian of the luma: fine texture and noise."""
+    lap = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+    return float(np.mean(lap * lap))
+
+
+def image_stats(outputs: Sequence[np.ndarray], image: np.ndarray) -> np.ndarray:
+    """(K + 1, len(STAT_NAMES)): each output's statistics, the input's in the last row."""
+    lumas = [_luma(o) for o in outputs] + [_luma(image)]
+    consensus = np.median(np.stack(lumas[:-1]), axis=0) if outputs else lumas[-1]
+    rows = []
+    for y in lumas:
+        p05, p50, p95 = np.percentile(y, [5, 50, 95])
+        rows.append([y.mean(), p05, p50, p95, y.std(), np.log(high_freq(y) + 1e-6),
+                     float(np.sqrt(np.mean((y - lumas[-1]) ** 2))), float(np.sqrt(np.mean((y - consensus) ** 2)))])
+    return np.asarray(rows, np.float32)
+
+
+def set_onehot(degradations) -> np.ndarray:
+    tasks = {TASK_FOR_DEGRADATION[d] for d in degradations}
+    return np.array([t in tasks for t in TASKS], np.float32)
+
+
+def candidate_table(cands: Sequence[Candidate]) -> np.ndarray:
+    """(K, 5 + len(TASKS)): set rank, set margin, scorer rank, scorer gap, steps, the set's tasks."""
+    return np.asarray([[c.set.rank, c.set.margin, c.scorer_rank, c.scorer_gap, len(c.plan.steps), *set_onehot(c.set.degradations)]
+                       for c in cands], np.float32)
+
+
+def detector_view(detector, image) -> tuple[np.ndarray, np.ndarray]:
+    """(presence logits + severities (19,), mean tile embedding) of one image."""
+    logits, sev, feats = detector.raw(image)
+    return np.concatenate([logits, sev]).astype(np.float32), feats.mean(0).cpu().numpy().astype(np.float32)
+
+
+def verifier_features(table: np.ndarray, out_raw: np.ndarray, in_raw: np.ndarray, stats: np.ndarray,
+                      out_emb: np.ndarray | None = None, in_emb: np.ndarray | None = None) -> np.ndarray:
+    """(K, D) features of one image's K candidates.
+
+    ``table``: :func:`candidate_table`; ``out_raw`` (K, 19): the detector's presence logits and
+    severities of each output; ``in_raw`` (19,): the input's; ``stats``: :func:`image_stats`;
+    ``out_emb`` (K, E) and ``in_emb`` (E,), when given: the detector's tile embeddings of the outputs
+    and the input (what it sees beyond its named degradations)."""
+    k = len(table)
+    s_out, s_in = stats[:k], stats[k]
+    rel = s_out - s_in  # how each output moved
+    cons = stats[:k, -1:] - np.median(stats[:k, -1:])
+    return np.concatenate(
+        [
+            table[:, :2], np.minimum(table[:, 2:3], 8) / 8, np.clip(table[:, 3:4], -10, 0), table[:, 4:5] / 4, table[:, 5:],
+            out_raw, np.broadcast_to(in_raw, (k, in_raw.size)), out_raw[:, :9] - in_raw[None, :9],
+            s_out, rel[:, :6], cons,
+            *([] if out_emb is None else [out_emb, out_emb - in_emb[None]]),
+        ],
+        axis=1,
+    ).astype(np.float32)

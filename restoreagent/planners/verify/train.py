@@ -1,0 +1,150 @@
+"""Fit the verifier on :mod:`.data`'s samples and measure it on the held-out photos' samples.
+
+The measure is the one a planner is judged by, in the frame of the candidates it tried: how often
+its pick is the best of them, the pick's PSNR, and its gain over the plan scorer's own pick for the
+detector's set (candidate 0: what the ``ranker`` planner would have run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .features import verifier_features
+from .model import VerifierConfig, VerifierNet
+
+
+@dataclass
+class Packed:
+    x: torch.Tensor  # (N, K, D)
+    mask: torch.Tensor  # (N, K) bool
+    psnr: np.ndarray  # (N, K), NaN where masked
+    balanced: np.ndarray  # (N, K): z-scores of PSNR + SSIM among the image's kept candidates
+    val: np.ndarray  # (N,) bool
+    n_degradations: np.ndarray
+
+
+def kept(table: np.ndarray, n_sets: int, per_set: int) -> np.ndarray:
+    return (table[:, 0] < n_sets) & (table[:, 2] < per_set)
+
+
+def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False) -> Packed:
+    feats, keep = [], []
+    for r in rows:
+        emb = (r["out_emb"].astype(np.float32), r["in_emb"].astype(np.float32)) if embedding else (None, None)
+        feats.append(verifier_features(r["table"], r["out_raw"], r["in_raw"], r["stats"], *emb))
+        keep.append(kept(r["table"], n_sets, per_set))
+    # The features are computed over every stored candidate; a narrower setting is a mask, then the
+    # candidates are re-packed so that the model's context (the mean) sees the kept ones only.
+    k = max(int(m.sum()) for m in keep)
+    n, d = len(rows), feats[0].shape[1]
+    x = np.zeros((n, k, d), np.float32)
+    mask = np.zeros((n, k), bool)
+    psnr = np.full((n, k), np.nan, np.float32)
+    bal = np.full((n, k), np.nan, np.float32)
+    for i, (r, f, m) in enumerate(zip(rows, feats, keep)):
+        j = int(m.sum())
+        x[i, :j], mask[i, :j] = f[m], True
+        met = r["metrics"][m].astype(np.float64)
+        psnr[i, :j] = met[:, 0]
+        z = (met - met.mean(0)) / np.where(met.std(0) > 1e-9, met.std(0), np.inf)
+        bal[i, :j] = z.sum(1)
+    return Packed(torch.from_numpy(x), torch.from_numpy(mask), psnr, bal, np.array([bool(r["val"]) for r in rows]),
+                  np.array([len(str(r["truth"]).split("+")) for r in rows]))
+
+
+def measure(scores: np.ndarray, p: Packed, rows: np.ndarray) -> dict:
+    pick = np.nanargmax(np.where(p.mask.numpy()[rows], scores[rows], -np.inf), axis=1)
+    idx = np.arange(len(rows))
+    bal, psnr = p.balanced[rows], p.psnr[rows]
+    best = np.nanmax(bal, axis=1)
+    return {
+        "n": int(len(rows)),
+        "top1": float(np.mean(bal[idx, pick] >= best - 1e-6)),
+        "regret": float(np.mean(best - bal[idx, pick])),
+        "psnr": float(np.mean(psnr[idx, pick])),
+        "psnr_gain_over_scorer": float(np.mean(psnr[idx, pick] - psnr[:, 0])),
+        "psnr_oracle_gain": float(np.mean(np.nanmax(psnr, axis=1) - psnr[:, 0])),
+    }
+
+
+def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: float = 2e-3, temperature: float = 0.5,
+        weight_decay: float = 1e-3, seed: int = 0, progress: bool = False) -> VerifierNet:
+    torch.manual_seed(seed)
+    tr = np.flatnonzero(~p.val)
+    cfg = cfg or VerifierConfig(in_dim=p.x.shape[-1])
+    model = VerifierNet(cfg)
+    flat = p.x[tr][p.mask[tr]]
+    model.mean.copy_(flat.mean(0))
+    model.std.copy_(flat.std(0).clamp(min=1e-3))
+    target = torch.from_numpy(np.nan_to_num(p.balanced, nan=-1e9) / temperature).float()
+    target = torch.softmax(target.masked_fill(~p.mask, float("-inf")), dim=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (-(-len(tr) // 128)))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for b in torch.randperm(len(tr), generator=gen).split(128):
+            rows = torch.from_numpy(tr)[b]
+            s = model.member_scores(p.x[rows], p.mask[rows]).masked_fill(~p.mask[rows], float("-inf"))
+            logp = torch.log_softmax(s, dim=-1).masked_fill(~p.mask[rows], 0.0)
+            loss = -(target[rows] * logp).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def predict(model: VerifierNet, p: Packed) -> np.ndarray:
+    with torch.inference_mode():
+        return model(p.x, p.mask).numpy()
+
+
+def train_verifier(cfg) -> dict:
+    """The ``train-verifier`` job (:class:`restoreagent.jobs.train_verifier.VerifierTrainConfig`)."""
+    import json
+    from pathlib import Path
+
+    from ...errors import RestoreAgentError
+    from ...imageio import atomic_write_text
+    from .data import load_rows
+    from .weights import save_verifier
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rows = load_rows(cfg.data)
+    if not rows:
+        raise RestoreAgentError(f"{cfg.data}: no verifier data (make it: restoreagent job verify-data out={cfg.data})")
+    made = json.loads((Path(cfg.data) / "manifest.json").read_text()) if (Path(cfg.data) / "manifest.json").is_file() else {}
+    if cfg.n_sets > made.get("n_sets", cfg.n_sets) or cfg.per_set > made.get("per_set", cfg.per_set):
+        raise RestoreAgentError(f"{cfg.data} holds {made['n_sets']} sets x {made['per_set']} pipelines per sample; "
+                                f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
+    if cfg.embedding and any("out_emb" not in r for r in rows):
+        raise RestoreAgentError(f"{cfg.data}: made before the data kept the detector's embeddings; embedding=true needs "
+                                "data made since (restoreagent job verify-data out=NEW_FOLDER)")
+    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding)
+    model = fit(p, VerifierConfig(in_dim=p.x.shape[-1], hidden=cfg.hidden, members=cfg.members, dropout=cfg.dropout,
+                                  embedding=cfg.embedding),
+                epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    s = predict(model, p)
+    scorer_pick = np.zeros_like(s)
+    scorer_pick[:, 0] = 1.0  # candidate 0: the scorer's best pipeline for the detector's set
+    val, train = np.flatnonzero(p.val), np.flatnonzero(~p.val)
+    summary = {
+        "samples": len(rows), "train_samples": int(len(train)), "val_samples": int(len(val)),
+        "candidates_mean": float(p.mask.sum(1).float().mean()),
+        "val": measure(s, p, val) if len(val) else None,
+        "val_scorer_pick": measure(scorer_pick, p, val) if len(val) else None,
+        "train": measure(s, p, train),
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+    }
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    if cfg.export:
+        save_verifier(cfg.export, model, cfg.n_sets, cfg.per_set,
+                      info={"data": str(cfg.data), "val": summary["val"], "val_scorer_pick": summary["val_scorer_pick"]})
+    return summary

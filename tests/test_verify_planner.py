@@ -1,0 +1,148 @@
+"""The verifying planner: likely sets from the detector's margins, prefix-shared execution, a verifier
+that compares candidates (permutation-equivariant), the data and training jobs end to end, and the
+planner on a photo."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from restoreagent.errors import RestoreAgentError
+from restoreagent.imageio import load_image
+from restoreagent.plan import parse_plan
+from restoreagent.planners.verify.candidates import likely_sets, margins, run_all
+from restoreagent.planners.verify.model import VerifierConfig, VerifierNet
+from restoreagent.planners.verify.planner import view_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_detector(labels=("haze", "low_light", "noise", "jpeg")):
+    n = len(labels)
+    return SimpleNamespace(labels=list(labels), a=np.ones(n), b=np.zeros(n), thresholds=np.full(n, 0.5))
+
+
+def test_likely_sets_start_with_the_decision_then_flip_the_least_certain_labels():
+    det = fake_detector()
+    logits = np.array([-6.0, -0.3, 4.0, 0.5])  # haze surely absent, low light nearly present, noise present, jpeg barely
+    assert np.allclose(margins(det, logits), logits)
+    sets = likely_sets(det, logits, n_sets=4)
+    assert [s.degradations for s in sets] == [("noise", "jpeg"), ("low_light", "noise", "jpeg"), ("noise",),
+                                              ("low_light", "noise")]
+    assert [s.rank for s in sets] == [0, 1, 2, 3] and sets[0].margin == 0 and sets[1].margin == pytest.approx(-0.3)
+    assert all(a.margin >= b.margin for a, b in zip(sets, sets[1:]))
+
+
+def test_likely_sets_never_exceed_four_core_degradations():
+    det = fake_detector(("haze", "rain", "low_light", "noise", "jpeg"))
+    sets = likely_sets(det, np.array([3.0, 3.0, 3.0, 3.0, -0.1]), n_sets=5)
+    assert all(len(s.degradations) <= 4 for s in sets) and sets[0].degradations == ("haze", "rain", "low_light", "noise")
+
+
+def test_run_all_runs_a_shared_prefix_once_and_matches_running_each_plan():
+    calls = []
+
+    def step(image, s):
+        calls.append(s.text())
+        return image * {"gamma_mild": 2.0, "gamma_strong": 3.0}.get(s.tool, 1.0) + {"unet_denoise_low": 1.0}.get(s.tool, 0.5)
+
+    plans = [parse_plan(t) for t in ("denoise:unet_denoise_low, brighten:gamma_mild",
+                                     "denoise:unet_denoise_low, brighten:gamma_strong",
+                                     "brighten:gamma_mild, denoise:unet_denoise_low")]
+    image = np.ones((2, 2, 3), np.float32)
+    outs = run_all(image, plans, step)
+    assert calls.count("denoise:unet_denoise_low") == 2 and len(calls) == 5  # the first step of plans 1-2 once
+    for p, o in zip(plans, outs):
+        x = image
+        for s in p.steps:
+            x = step(x, s)
+        assert np.array_equal(o, x)
+
+
+def test_the_verifier_compares_candidates_and_ignores_padding():
+    torch.manual_seed(0)
+    net = VerifierNet(VerifierConfig(in_dim=5, hidden=8, members=2)).eval()
+    x = torch.randn(1, 4, 5)
+    mask = torch.tensor([[True, True, True, False]])
+    s = net(x, mask)[0]
+    perm = [2, 0, 1, 3]
+    assert torch.allclose(net(x[:, perm], mask)[0], s[perm], atol=1e-6)  # a score follows its candidate
+    assert torch.isinf(s[3]) and torch.isfinite(s[:3]).all()
+    x2 = x.clone()
+    x2[0, 3] = 100.0  # a padded row changes nothing
+    assert torch.allclose(net(x2, mask)[0][:3], s[:3], atol=1e-6)
+    x3 = x.clone()
+    x3[0, 2] += 1.0  # but another candidate does: it is a comparison, not an absolute score
+    assert not torch.allclose(net(x3, mask)[0][:2], s[:2])
+
+
+def test_view_is_the_photo_up_to_256_px_else_its_centre():
+    small = np.zeros((100, 200, 3), np.float32)
+    assert view_of(small) is small
+    big = np.random.default_rng(0).random((600, 400, 3)).astype(np.float32)
+    v = view_of(big)
+    assert v.shape == (256, 256, 3) and np.array_equal(v, big[172:428, 72:328])
+
+
+@pytest.mark.timeout(300)
+def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(tmp_path, monkeypatch):
+    from restoreagent.jobs import run_job
+    from restoreagent.planners import PlanRequest, get_planner
+    from restoreagent.planners.verify.data import load_rows
+
+    for link in ("examples", "configs"):
+        (tmp_path / link).symlink_to(ROOT / link)
+    monkeypatch.chdir(tmp_path)
+    out = run_job("verify-data", {}, files=["configs/smoke/verify-data.yaml"])
+    rows = load_rows(out)
+    assert [r["sample_id"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        k = len(str(r["plans"]).split("|"))
+        assert r["metrics"].shape == (k, 2) and r["out_raw"].shape == (k, 19) and r["stats"].shape == (k + 1, 8)
+        assert r["table"][0, 0] == 0 and r["table"][0, 2] == 0  # candidate 0: the scorer's best for the decided set
+    again = run_job("verify-data", {}, files=["configs/smoke/verify-data.yaml"])  # finished: nothing redone
+    assert [r["sample_id"] for r in load_rows(again)] == [0, 1, 2, 3]
+    with pytest.raises(RestoreAgentError, match="other settings"):
+        run_job("verify-data", {"per_set": 3}, files=["configs/smoke/verify-data.yaml"])
+
+    summary = run_job("train-verifier", {}, files=["configs/smoke/train-verifier.yaml"])
+    assert summary["samples"] == 4 and summary["train"]["n"] + (summary["val"] or {"n": 0})["n"] == 4
+    with pytest.raises(RestoreAgentError, match="needs more"):
+        run_job("train-verifier", {"per_set": 5}, files=["configs/smoke/train-verifier.yaml"])
+
+    planner = get_planner("verify", model="runs/smoke/verify/verifier.safetensors")
+    image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
+    ranked = planner.ranked(image)
+    assert 1 <= len(ranked) <= 4 and all(np.isfinite(s) for _, s in ranked)
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    answer = planner.plan(PlanRequest(image=image))
+    assert answer.plan == ranked[0][0].plan and len(answer.plan) >= 1
+
+
+def test_a_missing_verifier_file_is_a_clear_error(tmp_path):
+    from restoreagent.planners.verify.weights import load_verifier
+
+    with pytest.raises(RestoreAgentError, match="no verifier weights"):
+        load_verifier(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a weight file")
+    with pytest.raises(RestoreAgentError, match="not a verifier weight file"):
+        load_verifier(bad)
+
+
+def test_the_agent_plans_with_the_shipped_verifier_and_offers_its_next_best():
+    from restoreagent import Agent
+    from restoreagent.planners.verify.weights import load_verifier
+
+    model, meta = load_verifier()  # the shipped file
+    assert meta["n_sets"] >= 1 and meta["per_set"] >= 1 and meta["info"]["val"]["n"] > 0
+    agent = Agent(planner="verify", device="cpu")
+    image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
+    answer = agent.plan(image)
+    assert {s.task for s in answer.plan.steps} >= {"denoise"}  # the photo is noisy (and JPEG-compressed)
+    answers = agent.plans(image, k=3)
+    assert answers[0].plan == answer.plan and len({a.plan for a in answers}) == len(answers) >= 2
+    result = agent.restore(image)  # the planner decides
+    assert result.image.shape == image.shape and np.isfinite(result.image).all()
