@@ -35,6 +35,14 @@ def test_likely_sets_start_with_the_decision_then_flip_the_least_certain_labels(
     assert all(a.margin >= b.margin for a, b in zip(sets, sets[1:]))
 
 
+def test_likely_sets_never_offer_doing_nothing_against_a_detection():
+    det = fake_detector()
+    sets = likely_sets(det, np.array([-6.0, 0.2, -5.0, -4.0]), n_sets=4)  # low light, barely
+    assert () not in [s.degradations for s in sets] and sets[0].degradations == ("low_light",)
+    clean = likely_sets(det, np.array([-6.0, -0.2, -5.0, -4.0]), n_sets=2)  # nothing decided: nothing first
+    assert [s.degradations for s in clean] == [(), ("low_light",)]
+
+
 def test_likely_sets_never_exceed_four_core_degradations():
     det = fake_detector(("haze", "rain", "low_light", "noise", "jpeg"))
     sets = likely_sets(det, np.array([3.0, 3.0, 3.0, 3.0, -0.1]), n_sets=5)
@@ -78,12 +86,16 @@ def test_the_verifier_compares_candidates_and_ignores_padding():
     assert not torch.allclose(net(x3, mask)[0][:2], s[:2])
 
 
-def test_view_is_the_photo_up_to_256_px_else_its_centre():
+def test_view_is_the_photo_up_to_256_px_else_a_mosaic_of_its_corners():
     small = np.zeros((100, 200, 3), np.float32)
     assert view_of(small) is small
     big = np.random.default_rng(0).random((600, 400, 3)).astype(np.float32)
     v = view_of(big)
-    assert v.shape == (256, 256, 3) and np.array_equal(v, big[172:428, 72:328])
+    assert v.shape == (256, 256, 3)
+    assert np.array_equal(v[:128, :128], big[:128, :128]) and np.array_equal(v[128:, 128:], big[472:, 272:])
+    assert np.array_equal(v[:128, 128:], big[:128, 272:]) and np.array_equal(v[128:, :128], big[472:, :128])
+    thin = np.random.default_rng(1).random((60, 900, 3)).astype(np.float32)  # narrower than a tile: padded
+    assert view_of(thin).shape == (256, 256, 3)
 
 
 @pytest.mark.timeout(300)

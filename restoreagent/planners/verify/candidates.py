@@ -50,6 +50,10 @@ def likely_sets(detector, logits, n_sets: int = 3, max_flips: int = 2) -> list[C
                 s ^= {labels[i]}
             if len(s) > MAX_SET + ("snow" in s):
                 continue
+            if present and not s:
+                # Doing nothing is never offered against a detection: on real under-exposed photos
+                # the verifier (trained on synthetic darkening) preferred it to any brightening.
+                continue
             scored.append((-float(sum(abs(m[i]) for i in flips)), k, tuple(physical_order(sorted(s)))))
     scored.sort(key=lambda t: (-t[0], t[1]))
     for margin, _, degs in scored:

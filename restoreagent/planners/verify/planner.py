@@ -3,8 +3,9 @@
 1. the detector reads the photo; the likely degradation sets are its decision and the sets that
    flip its least certain labels (:func:`.candidates.likely_sets`);
 2. the plan scorer proposes its best pipelines for each set;
-3. every candidate runs on a view of the photo (the photo itself up to 256 px a side, else its
-   central 256 px square: the cost does not grow with the photo), shared prefixes once;
+3. every candidate runs on a view of the photo (the photo itself up to 256 px a side, else a
+   2 x 2 mosaic of native 128 px tiles from its corners: the cost does not grow with the photo),
+   shared prefixes once;
 4. the verifier scores each output from what the detector still sees in it, how it moved and where
    it came from, and the best-scored candidate is the plan.
 
@@ -34,12 +35,20 @@ VIEW = 256
 
 
 def view_of(image: np.ndarray, side: int = VIEW) -> np.ndarray:
-    """The photo itself when it fits in ``side`` x ``side``, else its central square of that side."""
+    """The photo itself when it fits in ``side`` x ``side``; else a 2 x 2 mosaic of native
+    ``side / 2`` px tiles spread over it (the corners of a large photo: light, shadows and
+    content from all of it, at its own pixel scale, as the planner's view)."""
     h, w = image.shape[:2]
     if h <= side and w <= side:
         return image
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return np.ascontiguousarray(image[top : top + side, left : left + side])
+    t = side // 2
+    img = image
+    if h < t or w < t:
+        img = np.pad(image, ((0, max(0, t - h)), (0, max(0, t - w)), (0, 0)), mode="reflect")
+        h, w = img.shape[:2]
+    ys, xs = np.linspace(0, h - t, 2).round().astype(int), np.linspace(0, w - t, 2).round().astype(int)
+    rows = [np.concatenate([img[y : y + t, x : x + t] for x in xs], axis=1) for y in ys]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
 
 
 class VerifyPlanner:
