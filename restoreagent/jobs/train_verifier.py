@@ -38,7 +38,7 @@ class VerifyDataConfig:
 class VerifierTrainConfig:
     """Train the verifier on verify-data's samples; measure it on the held-out photos' samples."""
 
-    data: str = option("runs/verify/data", "verify-data's folder")
+    data: tuple[str, ...] = option(("runs/verify/data",), "verify-data's folder(s), made with the same settings", nargs=True)
     n_sets: int = option(3, "degradation sets the planner tries (at most verify-data's n_sets)")
     per_set: int = option(3, "pipelines per set the planner runs (at most verify-data's per_set)")
     embedding: bool = option(False, "also read the detector's tile embeddings of the outputs and the input (256 "
@@ -54,3 +54,7 @@ class VerifierTrainConfig:
     threads: int | None = option(1, "torch CPU threads")
     output_dir: str = option("runs/verify/default", "summary.json of the run")
     export: str | None = option("restoreagent/assets/verifier/verifier.safetensors", "weight file to write (null: none)")
+
+    def __post_init__(self):
+        if isinstance(self.data, str):
+            self.data = (self.data,)

@@ -115,13 +115,17 @@ def train_verifier(cfg) -> dict:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    rows = load_rows(cfg.data)
+    rows, made = [], []
+    for folder in cfg.data:
+        rows += load_rows(folder)
+        m = Path(folder) / "manifest.json"
+        made.append(json.loads(m.read_text()) if m.is_file() else {})
     if not rows:
-        raise RestoreAgentError(f"{cfg.data}: no verifier data (make it: restoreagent job verify-data out={cfg.data})")
-    made = json.loads((Path(cfg.data) / "manifest.json").read_text()) if (Path(cfg.data) / "manifest.json").is_file() else {}
-    if cfg.n_sets > made.get("n_sets", cfg.n_sets) or cfg.per_set > made.get("per_set", cfg.per_set):
-        raise RestoreAgentError(f"{cfg.data} holds {made['n_sets']} sets x {made['per_set']} pipelines per sample; "
-                                f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
+        raise RestoreAgentError(f"{', '.join(cfg.data)}: no verifier data (make it: restoreagent job verify-data out=FOLDER)")
+    for m in made:
+        if cfg.n_sets > m.get("n_sets", cfg.n_sets) or cfg.per_set > m.get("per_set", cfg.per_set):
+            raise RestoreAgentError(f"data made with {m['n_sets']} sets x {m['per_set']} pipelines per sample; "
+                                    f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
     if cfg.embedding and any("out_emb" not in r for r in rows):
         raise RestoreAgentError(f"{cfg.data}: made before the data kept the detector's embeddings; embedding=true needs "
                                 "data made since (restoreagent job verify-data out=NEW_FOLDER)")
@@ -134,7 +138,7 @@ def train_verifier(cfg) -> dict:
     scorer_pick[:, 0] = 1.0  # candidate 0: the scorer's best pipeline for the detector's set
     val, train = np.flatnonzero(p.val), np.flatnonzero(~p.val)
     summary = {
-        "samples": len(rows), "train_samples": int(len(train)), "val_samples": int(len(val)),
+        "data": list(cfg.data), "samples": len(rows), "train_samples": int(len(train)), "val_samples": int(len(val)),
         "candidates_mean": float(p.mask.sum(1).float().mean()),
         "val": measure(s, p, val) if len(val) else None,
         "val_scorer_pick": measure(scorer_pick, p, val) if len(val) else None,
@@ -146,5 +150,5 @@ def train_verifier(cfg) -> dict:
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     if cfg.export:
         save_verifier(cfg.export, model, cfg.n_sets, cfg.per_set,
-                      info={"data": str(cfg.data), "val": summary["val"], "val_scorer_pick": summary["val_scorer_pick"]})
+                      info={"data": list(cfg.data), "val": summary["val"], "val_scorer_pick": summary["val_scorer_pick"]})
     return summary
