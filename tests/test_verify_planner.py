@@ -124,13 +124,18 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     with pytest.raises(RestoreAgentError, match="needs more"):
         run_job("train-verifier", {"per_set": 5}, files=["configs/smoke/train-verifier.yaml"])
 
-    planner = get_planner("verify", model="runs/smoke/verify/verifier.safetensors")
+    rich = run_job("train-verifier", {"embedding": True, "no_reference": True, "export": "runs/smoke/verify/rich.safetensors"},
+                   files=["configs/smoke/train-verifier.yaml"])
+    assert rich["samples"] == 4
+
     image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
-    ranked = planner.ranked(image)
-    assert 1 <= len(ranked) <= 4 and all(np.isfinite(s) for _, s in ranked)
-    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
-    answer = planner.plan(PlanRequest(image=image))
-    assert answer.plan == ranked[0][0].plan and len(answer.plan) >= 1
+    for file in ("verifier", "rich"):
+        planner = get_planner("verify", model=f"runs/smoke/verify/{file}.safetensors")
+        ranked = planner.ranked(image)
+        assert 1 <= len(ranked) <= 4 and all(np.isfinite(s) for _, s in ranked)
+        assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+        answer = planner.plan(PlanRequest(image=image))
+        assert answer.plan == ranked[0][0].plan and len(answer.plan) >= 1
 
 
 def test_a_missing_verifier_file_is_a_clear_error(tmp_path):

@@ -43,6 +43,8 @@ class VerifierTrainConfig:
     per_set: int = option(3, "pipelines per set the planner runs (at most verify-data's per_set)")
     embedding: bool = option(False, "also read the detector's tile embeddings of the outputs and the input (256 "
                              "numbers each; needs data that kept them)")
+    no_reference: bool = option(False, "also read no-reference measures of the outputs and the input (noise level, "
+                                "haze floor, saturation; needs data that kept them)")
     hidden: int = option(64, "width of each MLP")
     members: int = option(10, "MLPs in the ensemble (their scores are averaged; fewer gave noisier picks)")
     dropout: float = option(0.1, "dropout inside each MLP")

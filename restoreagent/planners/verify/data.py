@@ -48,7 +48,7 @@ def verify_sample(i: int) -> dict:
     from ..ranker.features import features_from_raw
     from ..ranker.train import is_validation_photo
     from .candidates import likely_sets, propose, run_all
-    from .features import candidate_table, detector_view, image_stats
+    from .features import candidate_table, detector_view, image_stats, no_reference_stats
 
     cfg, det, ranker, scorer = _STATE["cfg"], _STATE["detector"], _STATE["ranker"], _STATE["scorer"]
     p = _STATE["plan"].payload(i)
@@ -71,6 +71,7 @@ def verify_sample(i: int) -> dict:
         "out_emb": np.stack([v[1] for v in views]).astype(np.float16),
         "in_emb": feats.mean(0).cpu().numpy().astype(np.float16),
         "stats": image_stats(outs, degraded),
+        "nr": no_reference_stats(outs, degraded),
         "metrics": np.asarray([[scorer(o, p["clean"])[m] for m in METRICS] for o in outs], np.float32),
     }
 

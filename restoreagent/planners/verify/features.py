@@ -37,6 +37,22 @@ def image_stats(outputs: Sequence[np.ndarray], image: np.ndarray) -> np.ndarray:
     return np.asarray(rows, np.float32)
 
 
+NR_NAMES = ("log_noise", "haze_floor", "saturation_mean", "saturation_p95")
+
+
+def no_reference_stats(outputs: Sequence[np.ndarray], image: np.ndarray) -> np.ndarray:
+    """(K + 1, len(NR_NAMES)): no-reference measures of each output and, last, the input: the
+    estimated noise level (restoreagent.quality), the dark-channel floor (haze) and colour saturation."""
+    from ...quality import haze_level, noise_level
+
+    rows = []
+    for y in [*outputs, image]:
+        y = np.asarray(y, np.float32)
+        sat = y.max(axis=2) - y.min(axis=2)
+        rows.append([np.log(noise_level(y) + 0.1), haze_level(y), sat.mean(), np.percentile(sat, 95)])
+    return np.asarray(rows, np.float32)
+
+
 def set_onehot(degradations) -> np.ndarray:
     tasks = {TASK_FOR_DEGRADATION[d] for d in degradations}
     return np.array([t in tasks for t in TASKS], np.float32)
@@ -55,13 +71,15 @@ def detector_view(detector, image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verifier_features(table: np.ndarray, out_raw: np.ndarray, in_raw: np.ndarray, stats: np.ndarray,
-                      out_emb: np.ndarray | None = None, in_emb: np.ndarray | None = None) -> np.ndarray:
+                      out_emb: np.ndarray | None = None, in_emb: np.ndarray | None = None,
+                      nr: np.ndarray | None = None) -> np.ndarray:
     """(K, D) features of one image's K candidates.
 
     ``table``: :func:`candidate_table`; ``out_raw`` (K, 19): the detector's presence logits and
     severities of each output; ``in_raw`` (19,): the input's; ``stats``: :func:`image_stats`;
     ``out_emb`` (K, E) and ``in_emb`` (E,), when given: the detector's tile embeddings of the outputs
-    and the input (what it sees beyond its named degradations)."""
+    and the input (what it sees beyond its named degradations); ``nr``, when given:
+    :func:`no_reference_stats`."""
     k = len(table)
     s_out, s_in = stats[:k], stats[k]
     rel = s_out - s_in  # how each output moved
@@ -71,6 +89,7 @@ def verifier_features(table: np.ndarray, out_raw: np.ndarray, in_raw: np.ndarray
             table[:, :2], np.minimum(table[:, 2:3], 8) / 8, np.clip(table[:, 3:4], -10, 0), table[:, 4:5] / 4, table[:, 5:],
             out_raw, np.broadcast_to(in_raw, (k, in_raw.size)), out_raw[:, :9] - in_raw[None, :9],
             s_out, rel[:, :6], cons,
+            *([] if nr is None else [nr[:k], nr[:k] - nr[k]]),
             *([] if out_emb is None else [out_emb, out_emb - in_emb[None]]),
         ],
         axis=1,

@@ -18,6 +18,7 @@ class VerifierConfig:
     members: int = 5
     dropout: float = 0.1
     embedding: bool = False  # the features include the detector's tile embeddings of the outputs
+    no_reference: bool = False  # ... and no-reference measures (noise level, haze floor, saturation)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,7 @@ from ..base import PlanRequest
 from ..ranker import RankerPlanner
 from ..ranker.features import features_from_raw
 from .candidates import likely_sets, propose, run_all
-from .features import candidate_table, detector_view, image_stats, verifier_features
+from .features import candidate_table, detector_view, image_stats, no_reference_stats, verifier_features
 from .weights import load_verifier, shipped_file
 
 VIEW = 256
@@ -93,7 +93,8 @@ class VerifyPlanner:
         in_raw, in_emb = detector_view(det, view)
         emb = model.cfg.embedding
         x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), in_raw, image_stats(outs, view),
-                              np.stack([v[1] for v in seen]) if emb else None, in_emb if emb else None)
+                              np.stack([v[1] for v in seen]) if emb else None, in_emb if emb else None,
+                              no_reference_stats(outs, view) if model.cfg.no_reference else None)
         with torch.inference_mode():
             s = model(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[0].numpy()
         order = np.argsort(-s, kind="stable")

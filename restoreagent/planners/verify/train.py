@@ -30,11 +30,12 @@ def kept(table: np.ndarray, n_sets: int, per_set: int) -> np.ndarray:
     return (table[:, 0] < n_sets) & (table[:, 2] < per_set)
 
 
-def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False) -> Packed:
+def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, no_reference: bool = False) -> Packed:
     feats, keep = [], []
     for r in rows:
         emb = (r["out_emb"].astype(np.float32), r["in_emb"].astype(np.float32)) if embedding else (None, None)
-        feats.append(verifier_features(r["table"], r["out_raw"], r["in_raw"], r["stats"], *emb))
+        feats.append(verifier_features(r["table"], r["out_raw"], r["in_raw"], r["stats"], *emb,
+                                       r["nr"] if no_reference else None))
         keep.append(kept(r["table"], n_sets, per_set))
     # The features are computed over every stored candidate; a narrower setting is a mask, then the
     # candidates are re-packed so that the model's context (the mean) sees the kept ones only.
@@ -126,12 +127,13 @@ def train_verifier(cfg) -> dict:
         if cfg.n_sets > m.get("n_sets", cfg.n_sets) or cfg.per_set > m.get("per_set", cfg.per_set):
             raise RestoreAgentError(f"data made with {m['n_sets']} sets x {m['per_set']} pipelines per sample; "
                                     f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
-    if cfg.embedding and any("out_emb" not in r for r in rows):
-        raise RestoreAgentError(f"{cfg.data}: made before the data kept the detector's embeddings; embedding=true needs "
-                                "data made since (restoreagent job verify-data out=NEW_FOLDER)")
-    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding)
+    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr")):
+        if getattr(cfg, flag) and any(key not in r for r in rows):
+            raise RestoreAgentError(f"{', '.join(cfg.data)}: made before the data kept {key!r}; {flag}=true needs data "
+                                    "made since (restoreagent job verify-data out=NEW_FOLDER)")
+    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference)
     model = fit(p, VerifierConfig(in_dim=p.x.shape[-1], hidden=cfg.hidden, members=cfg.members, dropout=cfg.dropout,
-                                  embedding=cfg.embedding),
+                                  embedding=cfg.embedding, no_reference=cfg.no_reference),
                 epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed)
     s = predict(model, p)
     scorer_pick = np.zeros_like(s)
