@@ -68,17 +68,21 @@ class RankerPlanner:
 
     def ranked(self, features: np.ndarray, degradations, k: int | None = None) -> list[Plan]:
         """Every pipeline for ``degradations``' tasks, best first by the scorer (the first ``k``)."""
+        return self.ranked_scores(features, degradations, k)[0]
+
+    def ranked_scores(self, features: np.ndarray, degradations, k: int | None = None) -> tuple[list[Plan], np.ndarray]:
+        """:meth:`ranked` and the scorer's score of each (zeros for the empty plan of no task)."""
         import torch
 
         tasks = tuple(TASK_FOR_DEGRADATION[d] for d in physical_order(degradations))
         if not tasks:
-            return [Plan()]
+            return [Plan()], np.zeros(1)
         model, _, _ = load_ranker(self.folder)
         candidates, plan_emb = self._candidates(tasks)
         with torch.inference_mode():
             s = model.score(model.image(torch.from_numpy(features[None])), plan_emb).numpy()
-        order = np.argsort(-s, kind="stable")
-        return [candidates[i] for i in order[:k]]
+        order = np.argsort(-s, kind="stable")[:k]
+        return [candidates[i] for i in order], s[order].astype(np.float64)
 
     def _candidates(self, tasks: tuple[str, ...]):
         """(every pipeline of the tasks the scorer can read, their plan-tower outputs): made once

@@ -78,9 +78,7 @@ def propose(ranker, features: np.ndarray, sets: Sequence[CandidateSet], per_set:
     """The plan scorer's ``per_set`` best pipelines for each set (a plan proposed twice is kept once)."""
     out, seen = [], set()
     for cs in sets:
-        plans = ranker.ranked(features, cs.degradations, k=per_set)
-        s = ranker.scores(features, plans) if plans and plans[0].steps else np.zeros(len(plans))
-        s = np.nan_to_num(s)
+        plans, s = ranker.ranked_scores(features, cs.degradations, k=per_set)
         for i, p in enumerate(plans):
             key = tuple(st.text() for st in p.steps)
             if key in seen:
