@@ -161,7 +161,7 @@ class Agent:
         if name in ("fixed+detect", "ranker"):
             return get_planner(name, detector=self.detector)
         if name == "verify":  # it runs candidates: with this Agent's tools (device, tiling)
-            return get_planner(name, detector=self.detector, step_runner=lambda image, step: self._run_step(image, step)[0])
+            return get_planner(name, detector=self.detector, step_runner=self._run_step)
         return get_planner(name)
 
     def tool(self, name: str):

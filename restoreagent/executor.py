@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,3 +76,24 @@ def execute(
             on_step(rep)
     report.seconds = time.perf_counter() - t0
     return image, report
+
+
+def run_plans(
+    image: np.ndarray,
+    plans: Sequence[Plan],
+    on_step: Callable[[Step], None] | None = None,
+    step_runner: Callable[[np.ndarray, Step], tuple[np.ndarray, float]] | None = None,
+) -> list[np.ndarray]:
+    """The result of every plan on ``image`` (same order), each shared prefix run once (a prefix
+    tree: the fusion's candidates, the verify planner's). ``step_runner``: as in :func:`execute`."""
+    step_runner = step_runner or run_step
+    cache: dict[tuple[Step, ...], np.ndarray] = {(): image}
+
+    def result(prefix: tuple[Step, ...]) -> np.ndarray:
+        if prefix not in cache:
+            cache[prefix] = step_runner(result(prefix[:-1]), prefix[-1])[0]
+            if on_step:
+                on_step(prefix[-1])
+        return cache[prefix]
+
+    return [result(tuple(p.steps)) for p in plans]

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from restoreagent.errors import RestoreAgentError
+from restoreagent.executor import run_plans
 from restoreagent.imageio import load_image
 from restoreagent.plan import parse_plan
-from restoreagent.planners.verify.candidates import likely_sets, margins, run_all
+from restoreagent.planners.verify.candidates import likely_sets, margins
 from restoreagent.planners.verify.model import VerifierConfig, VerifierNet
 from restoreagent.planners.verify.planner import view_of
 
@@ -49,7 +50,7 @@ def test_likely_sets_never_exceed_four_core_degradations():
     assert all(len(s.degradations) <= 4 for s in sets) and sets[0].degradations == ("haze", "rain", "low_light", "noise")
 
 
-def test_run_all_runs_a_shared_prefix_once_and_matches_running_each_plan():
+def test_run_plans_runs_a_shared_prefix_once_and_matches_running_each_plan():
     calls = []
 
     def step(image, s):
@@ -60,7 +61,7 @@ def test_run_all_runs_a_shared_prefix_once_and_matches_running_each_plan():
                                      "denoise:unet_denoise_low, brighten:gamma_strong",
                                      "brighten:gamma_mild, denoise:unet_denoise_low")]
     image = np.ones((2, 2, 3), np.float32)
-    outs = run_all(image, plans, step)
+    outs = run_plans(image, plans, step_runner=lambda im, s: (step(im, s), 0.0))
     assert calls.count("denoise:unet_denoise_low") == 2 and len(calls) == 5  # the first step of plans 1-2 once
     for p, o in zip(plans, outs):
         x = image

@@ -29,11 +29,11 @@ steps share that work.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..executor import run_step
+from ..executor import run_plans  # noqa: F401 - this package's public name for the shared runner
 from ..plan import Plan, Step
 from ..tools.registry import tools_for_task
 
@@ -100,19 +100,3 @@ def all_plans(tasks: Sequence[str], limit: int | None = None, rng: np.random.Gen
         rng = rng or np.random.default_rng(0)
         plans = [plans[i] for i in sorted(rng.choice(len(plans), size=limit, replace=False))]
     return plans
-
-
-def run_plans(
-    image: np.ndarray, plans: Sequence[Plan], on_step: Callable[[Step], None] | None = None
-) -> list[np.ndarray]:
-    """The result of every plan on ``image`` (same order), each shared prefix run once."""
-    cache: dict[tuple[Step, ...], np.ndarray] = {(): image}
-
-    def result(prefix: tuple[Step, ...]) -> np.ndarray:
-        if prefix not in cache:
-            cache[prefix] = run_step(result(prefix[:-1]), prefix[-1])[0]
-            if on_step:
-                on_step(prefix[-1])
-        return cache[prefix]
-
-    return [result(tuple(p.steps)) for p in plans]

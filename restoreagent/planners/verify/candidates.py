@@ -4,18 +4,18 @@ each, and their outputs (run once per shared prefix).
 The detector names the exact set of only about 57% of the benchmark's images, but the true set is
 usually one flip away from its decision (a degradation near its threshold). So the candidates come
 from the decided set and the sets that flip the least certain degradations, each with the plan
-scorer's best few pipelines; running them and looking at the results decides.
+scorer's best few pipelines; running them (``executor.run_plans``) and looking at the results decides.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...plan import Plan, Step
+from ...plan import Plan
 from ...tasks import physical_order
 
 MAX_SET = 4  # the core tasks come 1-4 at a time (+ snow, which the detector may add as a fifth)
@@ -86,20 +86,3 @@ def propose(ranker, features: np.ndarray, sets: Sequence[CandidateSet], per_set:
             seen.add(key)
             out.append(Candidate(p, cs, i, float(s[i] - s[0])))
     return out
-
-
-def run_all(image: np.ndarray, plans: Sequence[Plan], run_step: Callable[[np.ndarray, Step], np.ndarray]) -> list[np.ndarray]:
-    """Every plan's output; a prefix two plans share runs once."""
-    memo: dict[tuple, np.ndarray] = {(): image}
-    outs = []
-    for p in plans:
-        steps = tuple(p.steps)
-        k = len(steps)
-        while steps[:k] not in memo:
-            k -= 1
-        img = memo[steps[:k]]
-        for j in range(k, len(steps)):
-            img = run_step(img, steps[j])
-            memo[steps[: j + 1]] = img
-        outs.append(img)
-    return outs

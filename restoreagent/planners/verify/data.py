@@ -43,11 +43,11 @@ def _init_worker(cfg: VerifyDataConfig):
 
 
 def verify_sample(i: int) -> dict:
+    from ...executor import run_plans
     from ...labeling.labeler import degrade_sample
-    from ...tools import get_tool
     from ..ranker.features import features_from_raw
     from ..ranker.train import is_validation_photo
-    from .candidates import likely_sets, propose, run_all
+    from .candidates import likely_sets, propose
     from .features import candidate_table, detector_view, image_stats, no_reference_stats
 
     cfg, det, ranker, scorer = _STATE["cfg"], _STATE["detector"], _STATE["ranker"], _STATE["scorer"]
@@ -56,7 +56,7 @@ def verify_sample(i: int) -> dict:
     logits, sev, feats = det.raw(degraded)
     sets = likely_sets(det, logits, n_sets=cfg.n_sets)
     cands = propose(ranker, features_from_raw(logits, sev, feats), sets, cfg.per_set)
-    outs = run_all(degraded, [c.plan for c in cands], lambda im, st: get_tool(st.tool)(im))
+    outs = run_plans(degraded, [c.plan for c in cands])
     views = [detector_view(det, o) for o in outs]
     photo = f"{p['root']}/{p['path']}"
     return {

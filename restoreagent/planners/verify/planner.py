@@ -21,13 +21,13 @@ import hashlib
 import numpy as np
 
 from ...dialogue import Answer
+from ...executor import run_plans
 from ...perception import default_detector
 from ...plan import Plan
-from ...tools import get_tool
 from ..base import PlanRequest
 from ..ranker import RankerPlanner
 from ..ranker.features import features_from_raw
-from .candidates import likely_sets, propose, run_all
+from .candidates import likely_sets, propose
 from .features import candidate_table, detector_view, image_stats, no_reference_stats, verifier_features
 from .weights import load_verifier, shipped_file
 
@@ -58,7 +58,7 @@ class VerifyPlanner:
         self.folder = model
         self._detector = detector
         self.ranker = ranker or RankerPlanner(detector=detector)
-        self.run_step = step_runner or (lambda image, step: get_tool(step.tool)(image))
+        self.step_runner = step_runner  # (image, step) -> (image, seconds); None: the registry's tools
         self._last = None
 
     @property
@@ -88,7 +88,7 @@ class VerifyPlanner:
         if len(cands) == 1:
             return [(Answer(cands[0].set.degradations, cands[0].plan), 0.0)]
         view = view_of(image)
-        outs = run_all(view, [c.plan for c in cands], self.run_step)
+        outs = run_plans(view, [c.plan for c in cands], step_runner=self.step_runner)
         seen = [detector_view(det, o) for o in outs]
         in_raw, in_emb = detector_view(det, view)
         emb = model.cfg.embedding
