@@ -87,6 +87,25 @@ def test_the_verifier_compares_candidates_and_ignores_padding():
     assert not torch.allclose(net(x3, mask)[0][:2], s[:2])
 
 
+def test_the_pixel_verifier_reads_pixels_compares_candidates_and_ignores_padding():
+    torch.manual_seed(0)
+    net = VerifierNet(VerifierConfig(in_dim=5, hidden=8, members=2, pixels=True, pixel_width=8, pixel_dim=4)).eval()
+    x, outs, inp = torch.randn(1, 4, 5), torch.rand(1, 4, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    mask = torch.tensor([[True, True, True, False]])
+    s = net(x, mask, outs, inp)[0]
+    perm = [2, 0, 1, 3]
+    assert torch.allclose(net(x[:, perm], mask, outs[:, perm], inp)[0], s[perm], atol=1e-5)
+    outs2 = outs.clone()
+    outs2[0, 3] = 1.0  # a padded candidate's pixels change nothing
+    assert torch.allclose(net(x, mask, outs2, inp)[0][:3], s[:3], atol=1e-5)
+    outs3 = outs.clone()
+    outs3[0, 0, :, 8:16, 8:16] = 0.0  # a candidate's pixels matter
+    assert not torch.allclose(net(x, mask, outs3, inp)[0][:3], s[:3])
+    assert torch.isfinite(net(x, mask, torch.rand(1, 4, 3, 40, 56), torch.rand(1, 3, 40, 56))[0][:3]).all()  # any view size
+    with pytest.raises(ValueError, match="reads pixels"):
+        net(x, mask)
+
+
 def test_view_is_the_photo_up_to_256_px_else_a_mosaic_of_its_corners():
     small = np.zeros((100, 200, 3), np.float32)
     assert view_of(small) is small
@@ -128,9 +147,21 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     rich = run_job("train-verifier", {"embedding": True, "no_reference": True, "export": "runs/smoke/verify/rich.safetensors"},
                    files=["configs/smoke/train-verifier.yaml"])
     assert rich["samples"] == 4
+    with pytest.raises(RestoreAgentError, match="pixels=true needs data"):
+        run_job("train-verifier", {"pixels": True}, files=["configs/smoke/train-verifier.yaml"])
+
+    px_data = run_job("verify-data", {"out": "runs/smoke/verify/data_px", "pixels": True}, files=["configs/smoke/verify-data.yaml"])
+    for r, plain in zip(load_rows(px_data), rows):
+        k = len(str(r["plans"]).split("|"))
+        assert r["in_px"].shape == (64, 64, 3) and r["out_px"].shape == (k, 64, 64, 3) and r["out_px"].dtype == np.uint8
+        assert np.array_equal(r["metrics"], plain["metrics"])  # the same samples and candidates, pixels kept too
+    px = run_job("train-verifier", {"data": ["runs/smoke/verify/data_px"], "pixels": True, "pixel_width": 8, "pixel_dim": 4,
+                                    "crop": 32, "batch": 2, "export": "runs/smoke/verify/pixels.safetensors"},
+                 files=["configs/smoke/train-verifier.yaml"])
+    assert px["samples"] == 4
 
     image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
-    for file in ("verifier", "rich"):
+    for file in ("verifier", "rich", "pixels"):
         planner = get_planner("verify", model=f"runs/smoke/verify/{file}.safetensors")
         ranked = planner.ranked(image)
         assert 1 <= len(ranked) <= 4 and all(np.isfinite(s) for _, s in ranked)

@@ -29,6 +29,8 @@ class VerifyDataConfig:
     val_every: int = option(10, "photos held out for validation: 1 in N, by a hash of the photo's name (the plan "
                             "scorer's rule)")
     shard_size: int = option(100, "samples per shard file", metavar="M")
+    pixels: bool = option(False, "also keep the input and the candidates' outputs as 8-bit pixels (about 0.5 MB a "
+                          "sample: the pixel verifier's training data)")
     workers: int = option(1, "processes (one per core)")
     detector: str | None = option(None, "detector folder (null: the shipped one)")
     ranker: str | None = option(None, "plan scorer folder (null: the shipped one)")
@@ -45,6 +47,11 @@ class VerifierTrainConfig:
                              "numbers each; needs data that kept them)")
     no_reference: bool = option(False, "also read no-reference measures of the outputs and the input (noise level, "
                                 "haze floor, saturation; needs data that kept them)")
+    pixels: bool = option(False, "also read the outputs' pixels with a small CNN (needs data made with pixels=true)")
+    pixel_width: int = option(32, "channels of the CNN's first layer (pixels=true)")
+    pixel_dim: int = option(24, "numbers the CNN passes to the MLPs per candidate (pixels=true)")
+    crop: int = option(64, "square crop the CNN trains on (pixels=true; it reads the whole view when planning)", metavar="PX")
+    batch: int = option(128, "samples per training batch (32 is the pixel verifier's)")
     hidden: int = option(64, "width of each MLP")
     members: int = option(10, "MLPs in the ensemble (their scores are averaged; fewer gave noisier picks)")
     dropout: float = option(0.1, "dropout inside each MLP")

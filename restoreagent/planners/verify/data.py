@@ -59,6 +59,11 @@ def verify_sample(i: int) -> dict:
     outs = run_plans(degraded, [c.plan for c in cands])
     views = [detector_view(det, o) for o in outs]
     photo = f"{p['root']}/{p['path']}"
+    pixels = {}
+    if cfg.pixels:
+        from ...imageio import to_uint8
+
+        pixels = {"in_px": to_uint8(degraded), "out_px": np.stack([to_uint8(o) for o in outs])}
     return {
         "sample_id": i,
         "val": is_validation_photo(photo, cfg.val_every),
@@ -73,6 +78,7 @@ def verify_sample(i: int) -> dict:
         "stats": image_stats(outs, degraded),
         "nr": no_reference_stats(outs, degraded),
         "metrics": np.asarray([[scorer(o, p["clean"])[m] for m in METRICS] for o in outs], np.float32),
+        **pixels,
     }
 
 
@@ -113,6 +119,8 @@ def build(cfg: VerifyDataConfig, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     identity = {"seed": cfg.seed, "crop": cfg.crop, "n_sets": cfg.n_sets, "per_set": cfg.per_set,
                 "images": [Path(f).name for f in cfg.images], "val_every": cfg.val_every, "shard_size": cfg.shard_size}
+    if cfg.pixels:
+        identity["pixels"] = True
     manifest = out / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()) != identity:
         raise RestoreAgentError(f"{out}: made with other settings ({manifest}); use another folder")

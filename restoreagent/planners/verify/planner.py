@@ -95,8 +95,14 @@ class VerifyPlanner:
         x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), in_raw, image_stats(outs, view),
                               np.stack([v[1] for v in seen]) if emb else None, in_emb if emb else None,
                               no_reference_stats(outs, view) if model.cfg.no_reference else None)
+        pixels = (None, None)
+        if model.cfg.pixels:  # as the verifier was trained: 8-bit pixels in [0, 1]
+            from ...imageio import quantize
+
+            pixels = (torch.from_numpy(np.stack([quantize(o) for o in outs])).permute(0, 3, 1, 2)[None],
+                      torch.from_numpy(quantize(view)).permute(2, 0, 1)[None])
         with torch.inference_mode():
-            s = model(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[0].numpy()
+            s = model(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool), *pixels)[0].numpy()
         order = np.argsort(-s, kind="stable")
         return [(Answer(cands[i].set.degradations, cands[i].plan), float(s[i])) for i in order]
 

@@ -24,13 +24,16 @@ class Packed:
     balanced: np.ndarray  # (N, K): z-scores of PSNR + SSIM among the image's kept candidates
     val: np.ndarray  # (N,) bool
     n_degradations: np.ndarray
+    outs: torch.Tensor | None = None  # (N, K, 3, H, W) uint8: the outputs' pixels (pixel verifiers)
+    inp: torch.Tensor | None = None  # (N, 3, H, W) uint8: the input's
 
 
 def kept(table: np.ndarray, n_sets: int, per_set: int) -> np.ndarray:
     return (table[:, 0] < n_sets) & (table[:, 2] < per_set)
 
 
-def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, no_reference: bool = False) -> Packed:
+def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, no_reference: bool = False,
+         pixels: bool = False) -> Packed:
     feats, keep = [], []
     for r in rows:
         emb = (r["out_emb"].astype(np.float32), r["in_emb"].astype(np.float32)) if embedding else (None, None)
@@ -52,8 +55,31 @@ def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, n
         psnr[i, :j] = met[:, 0]
         z = (met - met.mean(0)) / np.where(met.std(0) > 1e-9, met.std(0), np.inf)
         bal[i, :j] = z.sum(1)
+    outs = inp = None
+    if pixels:
+        h, w = rows[0]["in_px"].shape[:2]
+        outs = torch.zeros((n, k, 3, h, w), dtype=torch.uint8)
+        inp = torch.from_numpy(np.stack([r["in_px"] for r in rows])).permute(0, 3, 1, 2).contiguous()
+        for i, (r, m) in enumerate(zip(rows, keep)):
+            outs[i, : int(m.sum())] = torch.from_numpy(r["out_px"][m]).permute(0, 3, 1, 2)
     return Packed(torch.from_numpy(x), torch.from_numpy(mask), psnr, bal, np.array([bool(r["val"]) for r in rows]),
-                  np.array([len(str(r["truth"]).split("+")) for r in rows]))
+                  np.array([len(str(r["truth"]).split("+")) for r in rows]), outs, inp)
+
+
+def pixel_batch(p: Packed, rows, crop: int | None = None, gen: torch.Generator | None = None):
+    """The rows' pixels as float tensors in [0, 1]; training takes one random ``crop`` square (the
+    same for every candidate and the input) and a random flip."""
+    if p.outs is None:
+        return None, None
+    outs, inp = p.outs[rows], p.inp[rows]
+    if crop is not None:
+        h, w = inp.shape[-2:]
+        y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
+        x = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
+        outs, inp = outs[..., y : y + crop, x : x + crop], inp[..., y : y + crop, x : x + crop]
+        if bool(torch.randint(0, 2, (1,), generator=gen)):
+            outs, inp = outs.flip(-1), inp.flip(-1)
+    return outs.float() / 255.0, inp.float() / 255.0
 
 
 def measure(scores: np.ndarray, p: Packed, rows: np.ndarray) -> dict:
@@ -72,7 +98,7 @@ def measure(scores: np.ndarray, p: Packed, rows: np.ndarray) -> dict:
 
 
 def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: float = 2e-3, temperature: float = 0.5,
-        weight_decay: float = 1e-3, seed: int = 0, progress: bool = False) -> VerifierNet:
+        weight_decay: float = 1e-3, seed: int = 0, progress: bool = False, crop: int = 64, batch: int = 128) -> VerifierNet:
     torch.manual_seed(seed)
     tr = np.flatnonzero(~p.val)
     cfg = cfg or VerifierConfig(in_dim=p.x.shape[-1])
@@ -83,13 +109,16 @@ def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: floa
     target = torch.from_numpy(np.nan_to_num(p.balanced, nan=-1e9) / temperature).float()
     target = torch.softmax(target.masked_fill(~p.mask, float("-inf")), dim=1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (-(-len(tr) // 128)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (-(-len(tr) // batch)))
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
+    from tqdm import tqdm
+
+    for _ in tqdm(range(epochs), desc="verifier", unit="epoch", disable=not progress):
         model.train()
-        for b in torch.randperm(len(tr), generator=gen).split(128):
+        for b in torch.randperm(len(tr), generator=gen).split(batch):
             rows = torch.from_numpy(tr)[b]
-            s = model.member_scores(p.x[rows], p.mask[rows]).masked_fill(~p.mask[rows], float("-inf"))
+            outs, inp = pixel_batch(p, rows, crop if cfg.pixels else None, gen)
+            s = model.member_scores(p.x[rows], p.mask[rows], outs, inp).masked_fill(~p.mask[rows], float("-inf"))
             logp = torch.log_softmax(s, dim=-1).masked_fill(~p.mask[rows], 0.0)
             loss = -(target[rows] * logp).sum(-1).mean()
             opt.zero_grad()
@@ -99,9 +128,12 @@ def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: floa
     return model.eval()
 
 
-def predict(model: VerifierNet, p: Packed) -> np.ndarray:
+def predict(model: VerifierNet, p: Packed, batch: int = 64) -> np.ndarray:
+    out = []
     with torch.inference_mode():
-        return model(p.x, p.mask).numpy()
+        for b in torch.arange(len(p.x)).split(batch):
+            out.append(model(p.x[b], p.mask[b], *pixel_batch(p, b)).numpy())
+    return np.concatenate(out)
 
 
 def train_verifier(cfg) -> dict:
@@ -127,14 +159,16 @@ def train_verifier(cfg) -> dict:
         if cfg.n_sets > m.get("n_sets", cfg.n_sets) or cfg.per_set > m.get("per_set", cfg.per_set):
             raise RestoreAgentError(f"data made with {m['n_sets']} sets x {m['per_set']} pipelines per sample; "
                                     f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
-    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr")):
+    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr"), ("pixels", "out_px")):
         if getattr(cfg, flag) and any(key not in r for r in rows):
             raise RestoreAgentError(f"{', '.join(cfg.data)}: made before the data kept {key!r}; {flag}=true needs data "
                                     "made since (restoreagent job verify-data out=NEW_FOLDER)")
-    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference)
+    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference, cfg.pixels)
     model = fit(p, VerifierConfig(in_dim=p.x.shape[-1], hidden=cfg.hidden, members=cfg.members, dropout=cfg.dropout,
-                                  embedding=cfg.embedding, no_reference=cfg.no_reference),
-                epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed)
+                                  embedding=cfg.embedding, no_reference=cfg.no_reference, pixels=cfg.pixels,
+                                  pixel_width=cfg.pixel_width, pixel_dim=cfg.pixel_dim),
+                epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                progress=True, crop=cfg.crop, batch=cfg.batch)
     s = predict(model, p)
     scorer_pick = np.zeros_like(s)
     scorer_pick[:, 0] = 1.0  # candidate 0: the scorer's best pipeline for the detector's set
