@@ -14,6 +14,7 @@ from restoreagent.executor import run_plans
 from restoreagent.imageio import load_image
 from restoreagent.plan import parse_plan
 from restoreagent.planners.verify.candidates import likely_sets, margins
+from restoreagent.planners.verify.features import CONSISTENCY_NAMES, consistency_stats
 from restoreagent.planners.verify.model import VerifierConfig, VerifierNet
 from restoreagent.planners.verify.planner import view_of
 
@@ -106,6 +107,29 @@ def test_the_pixel_verifier_reads_pixels_compares_candidates_and_ignores_padding
         net(x, mask)
 
 
+def test_consistency_checks_tell_removed_noise_from_removed_structure_and_see_block_edges():
+    import cv2
+
+    clean = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")[:128, :128]
+    clean = cv2.GaussianBlur(clean, (0, 0), 1.0)  # the example's own noise out of the way
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
+    smeared = cv2.GaussianBlur(clean, (0, 0), 2.5)
+    _, enc = cv2.imencode(".jpg", (clean * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 8])
+    blocky = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+    col = {n: i for i, n in enumerate(CONSISTENCY_NAMES)}
+    denoised, oversmoothed = consistency_stats([clean, smeared], noisy)
+    # what a good denoiser removes is white and off the edges; an over-smoothing one takes the edges
+    assert abs(denoised[col["change_autocorr_h"]]) < 0.15 < oversmoothed[col["change_autocorr_h"]]
+    assert denoised[col["change_on_input_edges"]] < oversmoothed[col["change_on_input_edges"]]
+    assert oversmoothed[col["log_sharpening"]] < denoised[col["log_sharpening"]]
+    (unchanged,) = consistency_stats([clean], clean)
+    assert unchanged[col["log_change"]] < -15  # nothing moved
+    assert consistency_stats([blocky], clean)[0, col["blockiness"]] > unchanged[col["blockiness"]] + 0.1
+    # a tone curve moves no edges: the coarse structure is kept up to it
+    brighter, shifted = consistency_stats([clean ** 0.6, np.roll(clean, 6, axis=1)], clean)
+    assert brighter[col["log_lowpass_change"]] < shifted[col["log_lowpass_change"]] - 1
+
+
 def test_view_is_the_photo_up_to_256_px_else_a_mosaic_of_its_corners():
     small = np.zeros((100, 200, 3), np.float32)
     assert view_of(small) is small
@@ -123,6 +147,7 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     from restoreagent.jobs import run_job
     from restoreagent.planners import PlanRequest, get_planner
     from restoreagent.planners.verify.data import load_rows
+    from restoreagent.planners.verify.train import consistency_of
 
     for link in ("examples", "configs"):
         (tmp_path / link).symlink_to(ROOT / link)
@@ -134,6 +159,7 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
         k = len(str(r["plans"]).split("|"))
         assert r["metrics"].shape == (k, 2) and r["out_raw"].shape == (k, 19) and r["stats"].shape == (k + 1, 8)
         assert r["table"][0, 0] == 0 and r["table"][0, 2] == 0  # candidate 0: the scorer's best for the decided set
+        assert r["cons"].shape == (k, len(CONSISTENCY_NAMES)) and np.isfinite(r["cons"]).all()
     again = run_job("verify-data", {}, files=["configs/smoke/verify-data.yaml"])  # finished: nothing redone
     assert [r["sample_id"] for r in load_rows(again)] == [0, 1, 2, 3]
     with pytest.raises(RestoreAgentError, match="other settings"):
@@ -144,6 +170,9 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     with pytest.raises(RestoreAgentError, match="needs more"):
         run_job("train-verifier", {"per_set": 5}, files=["configs/smoke/train-verifier.yaml"])
 
+    listwise = run_job("train-verifier", {"loss": "listwise", "consistency": False, "export": None, "output_dir": "runs/smoke/lw"},
+                       files=["configs/smoke/train-verifier.yaml"])
+    assert listwise["config"]["loss"] == "listwise" and listwise["samples"] == 4
     rich = run_job("train-verifier", {"embedding": True, "no_reference": True, "export": "runs/smoke/verify/rich.safetensors"},
                    files=["configs/smoke/train-verifier.yaml"])
     assert rich["samples"] == 4
@@ -155,6 +184,8 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
         k = len(str(r["plans"]).split("|"))
         assert r["in_px"].shape == (64, 64, 3) and r["out_px"].shape == (k, 64, 64, 3) and r["out_px"].dtype == np.uint8
         assert np.array_equal(r["metrics"], plain["metrics"])  # the same samples and candidates, pixels kept too
+        # data made before the checks were kept gets them from its pixels: the same numbers
+        np.testing.assert_allclose(consistency_of({"in_px": r["in_px"], "out_px": r["out_px"]}), r["cons"], atol=1e-5)
     px = run_job("train-verifier", {"data": ["runs/smoke/verify/data_px"], "pixels": True, "pixel_width": 8, "pixel_dim": 4,
                                     "crop": 32, "batch": 2, "export": "runs/smoke/verify/pixels.safetensors"},
                  files=["configs/smoke/train-verifier.yaml"])

@@ -19,13 +19,13 @@ from ..splits import TRAIN_FOLDERS
 class VerifyDataConfig:
     """Make the verifier's training data: candidates run on fresh degraded train crops and scored."""
 
-    out: str = option("runs/verify/data", "folder of the shards (grown when it exists)")
-    samples: int = option(4000, "samples the folder should hold (a run continues up to it)", metavar="N")
+    out: str = option("runs/verify/data_v2", "folder of the shards (grown when it exists)")
+    samples: int = option(4700, "samples the folder should hold (a run continues up to it)", metavar="N")
     seed: int = option(101, "seed of the samples (not the committed labels' 0: the plan scorer trained on those)")
     images: tuple[str, ...] = option(TRAIN_FOLDERS, "train photo folders (never the dev split)")
     crop: int = option(128, "square crop side in pixels", metavar="PX")
-    n_sets: int = option(4, "likely degradation sets per sample (the detector's decision and its nearest flips)")
-    per_set: int = option(6, "the plan scorer's best pipelines run per set (training may use fewer)")
+    n_sets: int = option(3, "likely degradation sets per sample (the detector's decision and its nearest flips)")
+    per_set: int = option(3, "the plan scorer's best pipelines run per set (training may use fewer)")
     val_every: int = option(10, "photos held out for validation: 1 in N, by a hash of the photo's name (the plan "
                             "scorer's rule)")
     shard_size: int = option(100, "samples per shard file", metavar="M")
@@ -40,13 +40,17 @@ class VerifyDataConfig:
 class VerifierTrainConfig:
     """Train the verifier on verify-data's samples; measure it on the held-out photos' samples."""
 
-    data: tuple[str, ...] = option(("runs/verify/data",), "verify-data's folder(s), made with the same settings", nargs=True)
+    data: tuple[str, ...] = option(("runs/verify/data_v2",), "verify-data's folder(s), made with the same settings",
+                                   nargs=True)
     n_sets: int = option(3, "degradation sets the planner tries (at most verify-data's n_sets)")
     per_set: int = option(3, "pipelines per set the planner runs (at most verify-data's per_set)")
     embedding: bool = option(False, "also read the detector's tile embeddings of the outputs and the input (256 "
                              "numbers each; needs data that kept them)")
     no_reference: bool = option(False, "also read no-reference measures of the outputs and the input (noise level, "
                                 "haze floor, saturation; needs data that kept them)")
+    consistency: bool = option(True, "also read each output checked against the input: what the steps removed (is it "
+                               "white, off the edges?), coarse structure kept, block edges left (data made since "
+                               "they are kept, or with pixels=true)")
     pixels: bool = option(False, "also read the outputs' pixels with a small CNN (needs data made with pixels=true)")
     pixel_width: int = option(32, "channels of the CNN's first layer (pixels=true)")
     pixel_dim: int = option(24, "numbers the CNN passes to the MLPs per candidate (pixels=true)")
@@ -58,7 +62,10 @@ class VerifierTrainConfig:
     epochs: int = option(60, "passes over the training samples")
     lr: float = option(2.0e-3, "peak AdamW learning rate (one-cycle)")
     weight_decay: float = option(1.0e-3, "AdamW weight decay")
-    tau: float = option(1.0, "temperature of the listwise targets (balanced-score units)")
+    loss: str = option("regret", "regret: the expected regret of the softmax pick (a bad pick costs what it loses); "
+                       "listwise: the softmax fitted to the balanced scores' softmax at temperature tau",
+                       choices=("regret", "listwise"))
+    tau: float = option(1.0, "temperature of the listwise targets (balanced-score units; loss=listwise)")
     seed: int = option(0, "seed of the weights and batches")
     threads: int | None = option(1, "torch CPU threads")
     output_dir: str = option("runs/verify/default", "summary.json of the run")

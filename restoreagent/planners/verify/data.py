@@ -48,7 +48,7 @@ def verify_sample(i: int) -> dict:
     from ..ranker.features import features_from_raw
     from ..ranker.train import is_validation_photo
     from .candidates import likely_sets, propose
-    from .features import candidate_table, detector_view, image_stats, no_reference_stats
+    from .features import candidate_table, consistency_stats, detector_view, image_stats, no_reference_stats
 
     cfg, det, ranker, scorer = _STATE["cfg"], _STATE["detector"], _STATE["ranker"], _STATE["scorer"]
     p = _STATE["plan"].payload(i)
@@ -77,6 +77,7 @@ def verify_sample(i: int) -> dict:
         "in_emb": feats.mean(0).cpu().numpy().astype(np.float16),
         "stats": image_stats(outs, degraded),
         "nr": no_reference_stats(outs, degraded),
+        "cons": consistency_stats(outs, degraded),
         "metrics": np.asarray([[scorer(o, p["clean"])[m] for m in METRICS] for o in outs], np.float32),
         **pixels,
     }

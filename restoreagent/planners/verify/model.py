@@ -23,6 +23,7 @@ class VerifierConfig:
     dropout: float = 0.1
     embedding: bool = False  # the features include the detector's tile embeddings of the outputs
     no_reference: bool = False  # ... and no-reference measures (noise level, haze floor, saturation)
+    consistency: bool = False  # ... and each output checked against the input (features.consistency_stats)
     pixels: bool = False  # a CNN reads the outputs' pixels (PixelTrunk)
     pixel_width: int = 32
     pixel_dim: int = 24

@@ -28,7 +28,14 @@ from ..base import PlanRequest
 from ..ranker import RankerPlanner
 from ..ranker.features import features_from_raw
 from .candidates import likely_sets, propose
-from .features import candidate_table, detector_view, image_stats, no_reference_stats, verifier_features
+from .features import (
+    candidate_table,
+    consistency_stats,
+    detector_view,
+    image_stats,
+    no_reference_stats,
+    verifier_features,
+)
 from .weights import load_verifier, shipped_file
 
 VIEW = 256
@@ -94,7 +101,8 @@ class VerifyPlanner:
         emb = model.cfg.embedding
         x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), in_raw, image_stats(outs, view),
                               np.stack([v[1] for v in seen]) if emb else None, in_emb if emb else None,
-                              no_reference_stats(outs, view) if model.cfg.no_reference else None)
+                              no_reference_stats(outs, view) if model.cfg.no_reference else None,
+                              consistency_stats(outs, view) if model.cfg.consistency else None)
         pixels = (None, None)
         if model.cfg.pixels:  # as the verifier was trained: 8-bit pixels in [0, 1]
             from ...imageio import quantize

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .features import verifier_features
+from .features import consistency_stats, verifier_features
 from .model import VerifierConfig, VerifierNet
 
 
@@ -32,13 +32,20 @@ def kept(table: np.ndarray, n_sets: int, per_set: int) -> np.ndarray:
     return (table[:, 0] < n_sets) & (table[:, 2] < per_set)
 
 
+def consistency_of(row: dict) -> np.ndarray:
+    """A sample's :func:`.features.consistency_stats`: kept by verify-data, else computed from its pixels."""
+    if "cons" in row:
+        return row["cons"]
+    return consistency_stats(list(row["out_px"].astype(np.float32) / 255), row["in_px"].astype(np.float32) / 255)
+
+
 def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, no_reference: bool = False,
-         pixels: bool = False) -> Packed:
+         pixels: bool = False, consistency: bool = False) -> Packed:
     feats, keep = [], []
     for r in rows:
         emb = (r["out_emb"].astype(np.float32), r["in_emb"].astype(np.float32)) if embedding else (None, None)
         feats.append(verifier_features(r["table"], r["out_raw"], r["in_raw"], r["stats"], *emb,
-                                       r["nr"] if no_reference else None))
+                                       r["nr"] if no_reference else None, consistency_of(r) if consistency else None))
         keep.append(kept(r["table"], n_sets, per_set))
     # The features are computed over every stored candidate; a narrower setting is a mask, then the
     # candidates are re-packed so that the model's context (the mean) sees the kept ones only.
@@ -98,7 +105,13 @@ def measure(scores: np.ndarray, p: Packed, rows: np.ndarray) -> dict:
 
 
 def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: float = 2e-3, temperature: float = 0.5,
-        weight_decay: float = 1e-3, seed: int = 0, progress: bool = False, crop: int = 64, batch: int = 128) -> VerifierNet:
+        weight_decay: float = 1e-3, seed: int = 0, progress: bool = False, crop: int = 64, batch: int = 128,
+        loss: str = "listwise") -> VerifierNet:
+    """``loss``: ``listwise`` fits the softmax of the scores to the softmax of the balanced scores at
+    ``temperature``; ``regret`` minimises the expected regret of a pick drawn from the scores'
+    softmax, so a catastrophic candidate costs what it loses, not one place in a ranking."""
+    if loss not in ("listwise", "regret"):
+        raise ValueError(f"loss={loss!r}: use listwise or regret")
     torch.manual_seed(seed)
     tr = np.flatnonzero(~p.val)
     cfg = cfg or VerifierConfig(in_dim=p.x.shape[-1])
@@ -108,6 +121,8 @@ def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: floa
     model.std.copy_(flat.std(0).clamp(min=1e-3))
     target = torch.from_numpy(np.nan_to_num(p.balanced, nan=-1e9) / temperature).float()
     target = torch.softmax(target.masked_fill(~p.mask, float("-inf")), dim=1)
+    bal = torch.from_numpy(np.nan_to_num(p.balanced, nan=0.0)).float()
+    regret = (bal.masked_fill(~p.mask, float("-inf")).max(1, keepdim=True).values - bal).masked_fill(~p.mask, 0.0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (-(-len(tr) // batch)))
     gen = torch.Generator().manual_seed(seed)
@@ -120,9 +135,12 @@ def fit(p: Packed, cfg: VerifierConfig | None = None, epochs: int = 60, lr: floa
             outs, inp = pixel_batch(p, rows, crop if cfg.pixels else None, gen)
             s = model.member_scores(p.x[rows], p.mask[rows], outs, inp).masked_fill(~p.mask[rows], float("-inf"))
             logp = torch.log_softmax(s, dim=-1).masked_fill(~p.mask[rows], 0.0)
-            loss = -(target[rows] * logp).sum(-1).mean()
+            if loss == "regret":
+                objective = (logp.exp() * regret[rows]).sum(-1).mean()
+            else:
+                objective = -(target[rows] * logp).sum(-1).mean()
             opt.zero_grad()
-            loss.backward()
+            objective.backward()
             opt.step()
             sched.step()
     return model.eval()
@@ -159,16 +177,17 @@ def train_verifier(cfg) -> dict:
         if cfg.n_sets > m.get("n_sets", cfg.n_sets) or cfg.per_set > m.get("per_set", cfg.per_set):
             raise RestoreAgentError(f"data made with {m['n_sets']} sets x {m['per_set']} pipelines per sample; "
                                     f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
-    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr"), ("pixels", "out_px")):
-        if getattr(cfg, flag) and any(key not in r for r in rows):
+    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr"), ("pixels", "out_px"), ("consistency", "cons")):
+        if getattr(cfg, flag) and any(key not in r and (key != "cons" or "out_px" not in r) for r in rows):
             raise RestoreAgentError(f"{', '.join(cfg.data)}: made before the data kept {key!r}; {flag}=true needs data "
                                     "made since (restoreagent job verify-data out=NEW_FOLDER)")
-    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference, cfg.pixels)
+    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference, cfg.pixels, cfg.consistency)
     model = fit(p, VerifierConfig(in_dim=p.x.shape[-1], hidden=cfg.hidden, members=cfg.members, dropout=cfg.dropout,
-                                  embedding=cfg.embedding, no_reference=cfg.no_reference, pixels=cfg.pixels,
+                                  embedding=cfg.embedding, no_reference=cfg.no_reference, consistency=cfg.consistency,
+                                  pixels=cfg.pixels,
                                   pixel_width=cfg.pixel_width, pixel_dim=cfg.pixel_dim),
                 epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                progress=True, crop=cfg.crop, batch=cfg.batch)
+                progress=True, crop=cfg.crop, batch=cfg.batch, loss=cfg.loss)
     s = predict(model, p)
     scorer_pick = np.zeros_like(s)
     scorer_pick[:, 0] = 1.0  # candidate 0: the scorer's best pipeline for the detector's set
