@@ -51,6 +51,23 @@ def test_likely_sets_never_exceed_four_core_degradations():
     assert all(len(s.degradations) <= 4 for s in sets) and sets[0].degradations == ("haze", "rain", "low_light", "noise")
 
 
+def test_prefix_candidates_leave_out_last_steps_once_each_with_their_own_sets_margin():
+    from restoreagent.planners.verify.candidates import Candidate, CandidateSet, with_prefixes
+
+    det = fake_detector()  # labels haze, low_light, noise, jpeg; margins are the logits here
+    logits = np.array([0.3, -2.0, 3.0, 1.0])  # decided: haze, noise, jpeg
+    full = Candidate(parse_plan("denoise:unet_denoise_mid, dejpeg:unet_dejpeg_mild, dehaze:unet_dehaze"),
+                     CandidateSet(("haze", "noise", "jpeg"), 0.0, 0), 0, 0.0)
+    shorter = Candidate(parse_plan("denoise:unet_denoise_mid, dejpeg:unet_dejpeg_mild"), CandidateSet(("noise", "jpeg"), -0.3, 1), 0, 0.0)
+    out = with_prefixes([full, shorter], det, logits)
+    assert out[:2] == [full, shorter]  # the proposed plans first, unchanged
+    (first,) = out[2:]  # "denoise, dejpeg" is proposed already: only "denoise" is new
+    assert [s.text() for s in first.plan.steps] == ["denoise:unet_denoise_mid"] and first.dropped == 2
+    assert first.set.degradations == ("noise",) and first.set.rank == 0 and first.scorer_rank == 0
+    assert first.set.margin == pytest.approx(-1.3)  # it leaves out haze (0.3) and jpeg (1.0)
+    assert with_prefixes([shorter], det, logits)[1].dropped == 1
+
+
 def test_run_plans_runs_a_shared_prefix_once_and_matches_running_each_plan():
     calls = []
 
@@ -160,6 +177,7 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
         assert r["metrics"].shape == (k, 2) and r["out_raw"].shape == (k, 19) and r["stats"].shape == (k + 1, 8)
         assert r["table"][0, 0] == 0 and r["table"][0, 2] == 0  # candidate 0: the scorer's best for the decided set
         assert r["cons"].shape == (k, len(CONSISTENCY_NAMES)) and np.isfinite(r["cons"]).all()
+        assert "dropped" not in r  # no prefixes unless asked
     again = run_job("verify-data", {}, files=["configs/smoke/verify-data.yaml"])  # finished: nothing redone
     assert [r["sample_id"] for r in load_rows(again)] == [0, 1, 2, 3]
     with pytest.raises(RestoreAgentError, match="other settings"):
@@ -191,11 +209,26 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
                  files=["configs/smoke/train-verifier.yaml"])
     assert px["samples"] == 4
 
+    with pytest.raises(RestoreAgentError, match="prefixes=true needs data"):
+        run_job("train-verifier", {"prefixes": True}, files=["configs/smoke/train-verifier.yaml"])
+    pfx_data = run_job("verify-data", {"out": "runs/smoke/verify/data_pfx", "prefixes": True}, files=["configs/smoke/verify-data.yaml"])
+    for r, plain in zip(load_rows(pfx_data), rows):
+        plans, n = str(r["plans"]).split("|"), len(str(plain["plans"]).split("|"))
+        assert plans[:n] == str(plain["plans"]).split("|") and not r["dropped"][:n].any()  # the proposals, then
+        for plan, dropped in zip(plans[n:], r["dropped"][n:]):  # prefixes of them, each leaving out its last steps
+            assert dropped >= 1 and any(q.startswith(plan + ",") and q.count(",") == plan.count(",") + dropped for q in plans[:n])
+    pfx = run_job("train-verifier", {"data": ["runs/smoke/verify/data_pfx"], "prefixes": True,
+                                     "export": "runs/smoke/verify/prefixes.safetensors"}, files=["configs/smoke/train-verifier.yaml"])
+    assert pfx["samples"] == 4
+
     image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
-    for file in ("verifier", "rich", "pixels"):
+    for file in ("verifier", "rich", "pixels", "prefixes"):
         planner = get_planner("verify", model=f"runs/smoke/verify/{file}.safetensors")
         ranked = planner.ranked(image)
-        assert 1 <= len(ranked) <= 4 and all(np.isfinite(s) for _, s in ranked)
+        plans = [tuple(a.plan.steps) for a, _ in ranked]
+        proposed = [p for p in plans if not any(len(q) > len(p) and q[: len(p)] == p for q in plans)]
+        assert 1 <= len(proposed) <= 4 and len(set(plans)) == len(plans)  # the proposals and their prefixes, once each
+        assert all(np.isfinite(s) for _, s in ranked)
         assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
         answer = planner.plan(PlanRequest(image=image))
         assert answer.plan == ranked[0][0].plan and len(answer.plan) >= 1

@@ -31,6 +31,8 @@ class VerifyDataConfig:
     shard_size: int = option(100, "samples per shard file", metavar="M")
     pixels: bool = option(False, "also keep the input and the candidates' outputs as 8-bit pixels (about 0.5 MB a "
                           "sample: the pixel verifier's training data)")
+    prefixes: bool = option(False, "also score every shorter prefix of the proposed plans (their outputs are computed "
+                            "on the way: no extra tool calls; measured, not shipped: docs/benchmarks.md)")
     workers: int = option(1, "processes (one per core)")
     detector: str | None = option(None, "detector folder (null: the shipped one)")
     ranker: str | None = option(None, "plan scorer folder (null: the shipped one)")
@@ -48,6 +50,8 @@ class VerifierTrainConfig:
                              "numbers each; needs data that kept them)")
     no_reference: bool = option(False, "also read no-reference measures of the outputs and the input (noise level, "
                                 "haze floor, saturation; needs data that kept them)")
+    prefixes: bool = option(False, "the shorter prefixes of the proposed plans are candidates too (needs data made "
+                            "with prefixes=true)")
     consistency: bool = option(True, "also read each output checked against the input: what the steps removed (is it "
                                "white, off the edges?), coarse structure kept, block edges left (data made since "
                                "they are kept, or with pixels=true)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...plan import Plan
-from ...tasks import physical_order
+from ...tasks import DEGRADATION_FOR_TASK, physical_order
 
 MAX_SET = 4  # the core tasks come 1-4 at a time (+ snow, which the detector may add as a fifth)
 
@@ -72,6 +72,7 @@ class Candidate:
     set: CandidateSet
     scorer_rank: int  # position among the scorer's picks for its set (0 = its best)
     scorer_gap: float  # the scorer's score minus that of its best for the set (<= 0)
+    dropped: int = 0  # a prefix of a proposed plan: how many of its last steps it leaves out
 
 
 def propose(ranker, features: np.ndarray, sets: Sequence[CandidateSet], per_set: int) -> list[Candidate]:
@@ -85,4 +86,31 @@ def propose(ranker, features: np.ndarray, sets: Sequence[CandidateSet], per_set:
                 continue
             seen.add(key)
             out.append(Candidate(p, cs, i, float(s[i] - s[0])))
+    return out
+
+
+def with_prefixes(cands: Sequence[Candidate], detector, logits) -> list[Candidate]:
+    """The candidates, then every shorter prefix of them (at least one step) not already among them.
+
+    Their outputs cost nothing more: ``run_plans`` computes every prefix on the way. They are the
+    plans that leave out a last step the detector only thought it saw: a spurious dehaze or derain
+    at the end of a plan was the verifier's worst kind of pick, because every candidate carried it.
+    A prefix keeps its parent's set rank and scorer rank (so a narrower training setting keeps a
+    prefix with its parent) and gets the margin of its own degradation set."""
+    m = margins(detector, logits)
+    labels = list(detector.labels)
+    present = {lab for lab, v in zip(labels, m) if v >= 0}
+    out = list(cands)
+    seen = {tuple(st.text() for st in c.plan.steps) for c in cands}
+    for c in cands:
+        for keep in range(len(c.plan.steps) - 1, 0, -1):
+            steps = tuple(c.plan.steps[:keep])
+            key = tuple(st.text() for st in steps)
+            if key in seen:
+                continue
+            seen.add(key)
+            degs = {DEGRADATION_FOR_TASK[st.task] for st in steps}
+            margin = -float(sum(abs(v) for lab, v in zip(labels, m) if (lab in degs) != (lab in present)))
+            cs = CandidateSet(tuple(physical_order(sorted(degs))), margin, c.set.rank)
+            out.append(Candidate(Plan(list(steps)), cs, c.scorer_rank, c.scorer_gap, len(c.plan.steps) - keep))
     return out

@@ -47,7 +47,7 @@ def verify_sample(i: int) -> dict:
     from ...labeling.labeler import degrade_sample
     from ..ranker.features import features_from_raw
     from ..ranker.train import is_validation_photo
-    from .candidates import likely_sets, propose
+    from .candidates import likely_sets, propose, with_prefixes
     from .features import candidate_table, consistency_stats, detector_view, image_stats, no_reference_stats
 
     cfg, det, ranker, scorer = _STATE["cfg"], _STATE["detector"], _STATE["ranker"], _STATE["scorer"]
@@ -56,14 +56,18 @@ def verify_sample(i: int) -> dict:
     logits, sev, feats = det.raw(degraded)
     sets = likely_sets(det, logits, n_sets=cfg.n_sets)
     cands = propose(ranker, features_from_raw(logits, sev, feats), sets, cfg.per_set)
+    if cfg.prefixes:
+        cands = with_prefixes(cands, det, logits)
     outs = run_plans(degraded, [c.plan for c in cands])
     views = [detector_view(det, o) for o in outs]
     photo = f"{p['root']}/{p['path']}"
-    pixels = {}
+    optional = {}  # kept only when asked: pixels, which candidates are prefixes
     if cfg.pixels:
         from ...imageio import to_uint8
 
-        pixels = {"in_px": to_uint8(degraded), "out_px": np.stack([to_uint8(o) for o in outs])}
+        optional = {"in_px": to_uint8(degraded), "out_px": np.stack([to_uint8(o) for o in outs])}
+    if cfg.prefixes:
+        optional["dropped"] = np.array([c.dropped for c in cands], np.int8)
     return {
         "sample_id": i,
         "val": is_validation_photo(photo, cfg.val_every),
@@ -79,7 +83,7 @@ def verify_sample(i: int) -> dict:
         "nr": no_reference_stats(outs, degraded),
         "cons": consistency_stats(outs, degraded),
         "metrics": np.asarray([[scorer(o, p["clean"])[m] for m in METRICS] for o in outs], np.float32),
-        **pixels,
+        **optional,
     }
 
 
@@ -122,6 +126,8 @@ def build(cfg: VerifyDataConfig, progress: bool = True) -> Path:
                 "images": [Path(f).name for f in cfg.images], "val_every": cfg.val_every, "shard_size": cfg.shard_size}
     if cfg.pixels:
         identity["pixels"] = True
+    if cfg.prefixes:
+        identity["prefixes"] = True
     manifest = out / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()) != identity:
         raise RestoreAgentError(f"{out}: made with other settings ({manifest}); use another folder")

@@ -131,14 +131,16 @@ def detector_view(detector, image) -> tuple[np.ndarray, np.ndarray]:
 
 def verifier_features(table: np.ndarray, out_raw: np.ndarray, in_raw: np.ndarray, stats: np.ndarray,
                       out_emb: np.ndarray | None = None, in_emb: np.ndarray | None = None,
-                      nr: np.ndarray | None = None, consistency: np.ndarray | None = None) -> np.ndarray:
+                      nr: np.ndarray | None = None, consistency: np.ndarray | None = None,
+                      dropped: np.ndarray | None = None) -> np.ndarray:
     """(K, D) features of one image's K candidates.
 
     ``table``: :func:`candidate_table`; ``out_raw`` (K, 19): the detector's presence logits and
     severities of each output; ``in_raw`` (19,): the input's; ``stats``: :func:`image_stats`;
     ``out_emb`` (K, E) and ``in_emb`` (E,), when given: the detector's tile embeddings of the outputs
     and the input (what it sees beyond its named degradations); ``nr``, when given:
-    :func:`no_reference_stats`; ``consistency``, when given: :func:`consistency_stats`."""
+    :func:`no_reference_stats`; ``consistency``, when given: :func:`consistency_stats`; ``dropped`` (K,),
+    when given: how many last steps of a proposed plan the candidate leaves out (0: proposed itself)."""
     k = len(table)
     s_out, s_in = stats[:k], stats[k]
     rel = s_out - s_in  # how each output moved
@@ -150,6 +152,7 @@ def verifier_features(table: np.ndarray, out_raw: np.ndarray, in_raw: np.ndarray
             s_out, rel[:, :6], cons,
             *([] if nr is None else [nr[:k], nr[:k] - nr[k]]),
             *([] if consistency is None else [consistency]),
+            *([] if dropped is None else [np.asarray(dropped, np.float32).reshape(k, 1)]),
             *([] if out_emb is None else [out_emb, out_emb - in_emb[None]]),
         ],
         axis=1,

@@ -24,6 +24,7 @@ class VerifierConfig:
     embedding: bool = False  # the features include the detector's tile embeddings of the outputs
     no_reference: bool = False  # ... and no-reference measures (noise level, haze floor, saturation)
     consistency: bool = False  # ... and each output checked against the input (features.consistency_stats)
+    prefixes: bool = False  # the proposed plans' shorter prefixes are candidates too (candidates.with_prefixes)
     pixels: bool = False  # a CNN reads the outputs' pixels (PixelTrunk)
     pixel_width: int = 32
     pixel_dim: int = 24

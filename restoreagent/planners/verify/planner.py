@@ -27,7 +27,7 @@ from ...plan import Plan
 from ..base import PlanRequest
 from ..ranker import RankerPlanner
 from ..ranker.features import features_from_raw
-from .candidates import likely_sets, propose
+from .candidates import likely_sets, propose, with_prefixes
 from .features import (
     candidate_table,
     consistency_stats,
@@ -92,6 +92,8 @@ class VerifyPlanner:
         logits, sev, feats = det.raw(image)
         sets = likely_sets(det, logits, n_sets=meta["n_sets"])
         cands = propose(self.ranker, features_from_raw(logits, sev, feats), sets, meta["per_set"])
+        if model.cfg.prefixes:
+            cands = with_prefixes(cands, det, logits)
         if len(cands) == 1:
             return [(Answer(cands[0].set.degradations, cands[0].plan), 0.0)]
         view = view_of(image)
@@ -102,7 +104,8 @@ class VerifyPlanner:
         x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), in_raw, image_stats(outs, view),
                               np.stack([v[1] for v in seen]) if emb else None, in_emb if emb else None,
                               no_reference_stats(outs, view) if model.cfg.no_reference else None,
-                              consistency_stats(outs, view) if model.cfg.consistency else None)
+                              consistency_stats(outs, view) if model.cfg.consistency else None,
+                              np.array([c.dropped for c in cands]) if model.cfg.prefixes else None)
         pixels = (None, None)
         if model.cfg.pixels:  # as the verifier was trained: 8-bit pixels in [0, 1]
             from ...imageio import quantize

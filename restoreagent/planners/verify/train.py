@@ -28,8 +28,13 @@ class Packed:
     inp: torch.Tensor | None = None  # (N, 3, H, W) uint8: the input's
 
 
-def kept(table: np.ndarray, n_sets: int, per_set: int) -> np.ndarray:
-    return (table[:, 0] < n_sets) & (table[:, 2] < per_set)
+def kept(row: dict, n_sets: int, per_set: int, prefixes: bool = False) -> np.ndarray:
+    """The row's candidates a planner with these settings would try (a prefix goes with its parent)."""
+    table = row["table"]
+    keep = (table[:, 0] < n_sets) & (table[:, 2] < per_set)
+    if not prefixes and "dropped" in row:
+        keep &= row["dropped"] == 0
+    return keep
 
 
 def consistency_of(row: dict) -> np.ndarray:
@@ -40,13 +45,14 @@ def consistency_of(row: dict) -> np.ndarray:
 
 
 def pack(rows: list[dict], n_sets: int, per_set: int, embedding: bool = False, no_reference: bool = False,
-         pixels: bool = False, consistency: bool = False) -> Packed:
+         pixels: bool = False, consistency: bool = False, prefixes: bool = False) -> Packed:
     feats, keep = [], []
     for r in rows:
         emb = (r["out_emb"].astype(np.float32), r["in_emb"].astype(np.float32)) if embedding else (None, None)
         feats.append(verifier_features(r["table"], r["out_raw"], r["in_raw"], r["stats"], *emb,
-                                       r["nr"] if no_reference else None, consistency_of(r) if consistency else None))
-        keep.append(kept(r["table"], n_sets, per_set))
+                                       r["nr"] if no_reference else None, consistency_of(r) if consistency else None,
+                                       r["dropped"] if prefixes else None))
+        keep.append(kept(r, n_sets, per_set, prefixes))
     # The features are computed over every stored candidate; a narrower setting is a mask, then the
     # candidates are re-packed so that the model's context (the mean) sees the kept ones only.
     k = max(int(m.sum()) for m in keep)
@@ -177,13 +183,15 @@ def train_verifier(cfg) -> dict:
         if cfg.n_sets > m.get("n_sets", cfg.n_sets) or cfg.per_set > m.get("per_set", cfg.per_set):
             raise RestoreAgentError(f"data made with {m['n_sets']} sets x {m['per_set']} pipelines per sample; "
                                     f"n_sets={cfg.n_sets} per_set={cfg.per_set} needs more")
-    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr"), ("pixels", "out_px"), ("consistency", "cons")):
+    for flag, key in (("embedding", "out_emb"), ("no_reference", "nr"), ("pixels", "out_px"), ("consistency", "cons"),
+                      ("prefixes", "dropped")):
         if getattr(cfg, flag) and any(key not in r and (key != "cons" or "out_px" not in r) for r in rows):
             raise RestoreAgentError(f"{', '.join(cfg.data)}: made before the data kept {key!r}; {flag}=true needs data "
                                     "made since (restoreagent job verify-data out=NEW_FOLDER)")
-    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference, cfg.pixels, cfg.consistency)
+    p = pack(rows, cfg.n_sets, cfg.per_set, cfg.embedding, cfg.no_reference, cfg.pixels, cfg.consistency, cfg.prefixes)
     model = fit(p, VerifierConfig(in_dim=p.x.shape[-1], hidden=cfg.hidden, members=cfg.members, dropout=cfg.dropout,
                                   embedding=cfg.embedding, no_reference=cfg.no_reference, consistency=cfg.consistency,
+                                  prefixes=cfg.prefixes,
                                   pixels=cfg.pixels,
                                   pixel_width=cfg.pixel_width, pixel_dim=cfg.pixel_dim),
                 epochs=cfg.epochs, lr=cfg.lr, temperature=cfg.tau, weight_decay=cfg.weight_decay, seed=cfg.seed,
