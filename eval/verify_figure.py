@@ -14,7 +14,15 @@ from PIL import Image
 from restoreagent import Agent
 from restoreagent.imageio import load_image
 
-PHOTOS = ("../shared/data/images/real_dev/lime_lowlight/7.png", "../shared/data/images/real_dev/lime_lowlight/8.png")
+PHOTOS = ("../shared/data/images/real_dev/lime_lowlight/7.png", "../shared/data/images/real_dev/lime_lowlight/6.png")
+
+
+CELL = 220  # px: the height of every picture in the figure
+
+
+def _at_height(image: np.ndarray, height: int) -> np.ndarray:
+    im = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    return np.asarray(im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS))
 
 
 def main(argv=None) -> int:
@@ -31,11 +39,12 @@ def main(argv=None) -> int:
             result = agent.restore(image)
             print(f"{path.rsplit('/', 1)[-1]}: {name}: {result.plan.text()}")
             row.append(np.clip(result.image, 0, 1))
-        rows.append(np.concatenate(row, axis=1))
-    w = min(r.shape[1] for r in rows)
-    grid = np.concatenate([r[:, :w] for r in rows], axis=0)
-    img = Image.fromarray((grid * 255).round().astype(np.uint8))
-    img.resize((img.width // 2, img.height // 2), Image.LANCZOS).save(args.out)
+        rows.append([_at_height(c, CELL) for c in row])
+    # every cell at one height; rows of narrower photos padded white on the right, none cut
+    width = max(sum(c.shape[1] for c in r) for r in rows)
+    grid = np.concatenate([np.pad(np.concatenate(r, axis=1), ((0, 0), (0, width - sum(c.shape[1] for c in r)), (0, 0)),
+                                  constant_values=255) for r in rows], axis=0)
+    Image.fromarray(grid).save(args.out)
     print(f"wrote {args.out} (columns: photo, default planner, verify)")
     return 0
 
