@@ -191,6 +191,8 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     listwise = run_job("train-verifier", {"loss": "listwise", "consistency": False, "export": None, "output_dir": "runs/smoke/lw"},
                        files=["configs/smoke/train-verifier.yaml"])
     assert listwise["config"]["loss"] == "listwise" and listwise["samples"] == 4
+    with pytest.raises(RestoreAgentError, match="loss=pairwise: use regret or listwise"):
+        run_job("train-verifier", {"loss": "pairwise"}, files=["configs/smoke/train-verifier.yaml"])
     rich = run_job("train-verifier", {"embedding": True, "no_reference": True, "export": "runs/smoke/verify/rich.safetensors"},
                    files=["configs/smoke/train-verifier.yaml"])
     assert rich["samples"] == 4

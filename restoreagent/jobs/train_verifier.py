@@ -78,3 +78,7 @@ class VerifierTrainConfig:
     def __post_init__(self):
         if isinstance(self.data, str):
             self.data = (self.data,)
+        if self.loss not in ("regret", "listwise"):
+            from ..errors import RestoreAgentError
+
+            raise RestoreAgentError(f"loss={self.loss}: use regret or listwise")
