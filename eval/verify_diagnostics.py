@@ -1,0 +1,153 @@
+"""Diagnostics of the ``verify`` planner on a benchmark's cached searches (run `restoreagent bench`
+with ``--planners verify`` into OUT first; the same --images/--samples/--seed/--crop/--combos):
+
+- ``worst``: the samples whose pick ranks 50% or worse, their share of the mean, and whether the
+  true degradation set was among the candidate sets;
+- ``truth``: the verifier told the true set (its first candidate set, with the scorer's
+  ``--per-set`` best pipelines for it, then the detector's two most likely other sets x 3): the
+  pick's ranking and the best of the true set's candidates;
+- ``prefixes``: the best ranking among the candidates (the ceiling) without and with every shorter
+  prefix of them as a candidate.
+
+    python eval/verify_diagnostics.py worst --images ../shared/data/images/cbsd68 --samples 56 \\
+        --combos configs/bench/restoreagent_combos.txt --out bench_out/combos_v5
+    python eval/verify_diagnostics.py truth --per-set 3 ...   (same arguments)
+    python eval/verify_diagnostics.py prefixes --images /tmp/valphotos ... --out bench_out/val_combos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _samples(args):
+    from restoreagent.bench import _sample_key, prepare_sample
+    from restoreagent.imageio import list_images
+    from restoreagent.jobs.bench import BenchConfig
+    from restoreagent.sampling import sample_plan
+    from restoreagent.scoring import Scorer
+    from restoreagent.search import search_result_from_json
+    from restoreagent.tasks import parse_combos
+
+    cfg = BenchConfig(images=args.images, samples=args.samples, seed=args.seed, crop=args.crop,
+                      combos_file=args.combos, out=args.out, planners=("verify",))
+    combos = parse_combos(Path(args.combos).read_text(), args.combos) if args.combos else None
+    scorer = Scorer(("psnr", "ssim"))
+    for sample in sample_plan(cfg, list_images(cfg.images, recursive=False), combos):
+        clean, degraded, record = prepare_sample(sample, cfg.crop)
+        stem = f"{sample['index']:05d}_{_sample_key(sample, cfg.crop, scorer.metrics)}"
+        cache = Path(args.out) / "samples" / f"{stem}.json"
+        if not cache.is_file():
+            raise SystemExit(f"{cache}: no cached search; run restoreagent bench with the same arguments first")
+        yield sample, clean, degraded, record, search_result_from_json(json.loads(cache.read_text())), scorer
+
+
+def worst(args) -> None:
+    from restoreagent.perception import default_detector
+    from restoreagent.planners.verify.candidates import likely_sets
+
+    det = default_detector()
+    rows = {r["sample"]: r for r in json.loads((Path(args.out) / "results.json").read_text())["rows"] if r["planner"] == "verify"}
+    total, n_bad = 0.0, 0
+    for sample, _, degraded, record, _, _ in _samples(args):
+        r = rows[sample["index"]]
+        if r["ranking"] < 50:
+            continue
+        n_bad += 1
+        total += r["ranking"]
+        sets = [set(s.degradations) for s in likely_sets(det, det.raw(degraded)[0], n_sets=3)]
+        print(f"{r['ranking']:5.1f}% {' + '.join(sample['combo'])} | {r['plan']} | exact set: {r['degradations_correct']} | "
+              f"true set among the candidate sets: {set(record['degradations']) in sets}")
+    print(f"{n_bad} of {len(rows)} samples rank 50% or worse: {total / len(rows):.2f} points of the mean "
+          f"{np.mean([r['ranking'] for r in rows.values()]):.2f}")
+
+
+def truth(args) -> None:
+    import torch
+
+    from restoreagent.bench import evaluate_plan
+    from restoreagent.executor import run_plans
+    from restoreagent.perception import default_detector
+    from restoreagent.planners.ranker import RankerPlanner
+    from restoreagent.planners.ranker.features import features_from_raw
+    from restoreagent.planners.verify.candidates import CandidateSet, likely_sets, propose
+    from restoreagent.planners.verify.features import (
+        candidate_table,
+        consistency_stats,
+        detector_view,
+        image_stats,
+        verifier_features,
+    )
+    from restoreagent.planners.verify.weights import load_verifier
+    from restoreagent.tasks import physical_order
+
+    det = default_detector()
+    ranker = RankerPlanner(detector=det)
+    model, _ = load_verifier(args.verifier)
+    picks, ceilings = [], []
+    for _, clean, degraded, record, search, scorer in _samples(args):
+        logits, sev, feats = det.raw(degraded)
+        true = tuple(physical_order(sorted(record["degradations"])))
+        others = [s for s in likely_sets(det, logits, n_sets=4) if set(s.degradations) != set(true)][:2]
+        sets = [CandidateSet(true, 0.0, 0)] + [CandidateSet(s.degradations, s.margin, i + 1) for i, s in enumerate(others)]
+        f = features_from_raw(logits, sev, feats)
+        cands = propose(ranker, f, sets[:1], args.per_set) + [c for c in propose(ranker, f, sets, 3) if c.set.rank > 0]
+        outs = run_plans(degraded, [c.plan for c in cands])
+        seen = [detector_view(det, o) for o in outs]
+        x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), detector_view(det, degraded)[0],
+                              image_stats(outs, degraded),
+                              consistency=consistency_stats(outs, degraded) if model.cfg.consistency else None)
+        with torch.inference_mode():
+            s = model(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[0].numpy()
+        ranks = [evaluate_plan(c.plan, search, degraded, clean, scorer, restored=o)["ranking"] for c, o in zip(cands, outs)]
+        picks.append(ranks[int(np.argmax(s))])
+        ceilings.append(min(r for r, c in zip(ranks, cands) if c.set.rank == 0))
+    print(f"told the true set ({args.per_set} pipelines for it), {len(picks)} samples: the verifier's pick ranks "
+          f"{np.mean(picks):.1f}%, the best of the true set's candidates {np.mean(ceilings):.1f}%")
+
+
+def prefixes(args) -> None:
+    from restoreagent.bench import evaluate_plan
+    from restoreagent.executor import run_plans
+    from restoreagent.perception import default_detector
+    from restoreagent.planners.ranker import RankerPlanner
+    from restoreagent.planners.ranker.features import features_from_raw
+    from restoreagent.planners.verify.candidates import likely_sets, propose, with_prefixes
+
+    det = default_detector()
+    ranker = RankerPlanner(detector=det)
+    plain, extended, counts = [], [], []
+    for _, clean, degraded, _, search, scorer in _samples(args):
+        logits, sev, feats = det.raw(degraded)
+        cands = with_prefixes(propose(ranker, features_from_raw(logits, sev, feats), likely_sets(det, logits, 3), 3), det, logits)
+        outs = run_plans(degraded, [c.plan for c in cands])
+        ranks = [evaluate_plan(c.plan, search, degraded, clean, scorer, restored=o)["ranking"] for c, o in zip(cands, outs)]
+        plain.append(min(r for r, c in zip(ranks, cands) if c.dropped == 0))
+        extended.append(min(ranks))
+        counts.append(len(cands))
+    print(f"{len(plain)} samples: the best candidate ranks {np.mean(plain):.2f}%, {np.mean(extended):.2f}% with the "
+          f"prefixes ({np.mean(counts):.1f} candidates on average)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=("worst", "truth", "prefixes"))
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--out", required=True, help="the benchmark's output folder (its cached searches)")
+    ap.add_argument("--samples", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--combos", default=None)
+    ap.add_argument("--per-set", type=int, default=3, help="truth: the scorer's pipelines for the true set")
+    ap.add_argument("--verifier", default=None, help="verifier file (default: the shipped one)")
+    args = ap.parse_args(argv)
+    {"worst": worst, "truth": truth, "prefixes": prefixes}[args.what](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
