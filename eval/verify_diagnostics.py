@@ -7,7 +7,10 @@ with ``--planners verify`` into OUT first; the same --images/--samples/--seed/--
   ``--per-set`` best pipelines for it, then the detector's two most likely other sets x 3): the
   pick's ranking and the best of the true set's candidates;
 - ``prefixes``: the best ranking among the candidates (the ceiling) without and with every shorter
-  prefix of them as a candidate.
+  prefix of them as a candidate;
+- ``gap``: where the pick loses to the best of its own candidates: the ranking points lost, split by
+  how the pick differs from that best candidate (another degradation set, the same tasks in another
+  order, or another tool for a task).
 
     python eval/verify_diagnostics.py worst --images ../shared/data/images/cbsd68 --samples 56 \\
         --combos configs/bench/restoreagent_combos.txt --out bench_out/combos_v5
@@ -133,9 +136,55 @@ def prefixes(args) -> None:
           f"prefixes ({np.mean(counts):.1f} candidates on average)")
 
 
+def _difference(pick, best) -> list[str]:
+    """How plan ``pick`` differs from plan ``best``: ["set"], ["order"] and/or ["tool:TASK", ...]."""
+    a = {st.task: st.tool for st in pick.steps}
+    b = {st.task: st.tool for st in best.steps}
+    if set(a) != set(b):
+        return ["set"]
+    out = [] if [st.task for st in pick.steps] == [st.task for st in best.steps] else ["order"]
+    return out + [f"tool:{t}" for t in sorted(a) if a[t] != b[t]]
+
+
+def gap(args) -> None:
+    from collections import defaultdict
+
+    from restoreagent.bench import evaluate_plan
+    from restoreagent.perception import default_detector
+    from restoreagent.plan import Plan
+    from restoreagent.planners.verify import VerifyPlanner
+
+    det = default_detector()
+    planner = VerifyPlanner(model=args.verifier, detector=det)
+    lost: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    picks, ceilings, n = [], [], 0
+    for _, clean, degraded, record, search, scorer in _samples(args):
+        n += 1
+        ranked = planner.ranked(degraded)
+        plans = [a.plan if a.plan is not None else Plan() for a, _ in ranked]
+        ranks = [evaluate_plan(p, search, degraded, clean, scorer)["ranking"] for p in plans]
+        best = int(np.argmin(ranks))
+        picks.append(ranks[0])
+        ceilings.append(ranks[best])
+        if ranks[0] <= ranks[best]:
+            continue
+        kinds = _difference(plans[0], plans[best])
+        if args.verbose:
+            print(f"  {ranks[0]:5.1f}% -> {ranks[best]:5.1f}% true {'+'.join(record['degradations'])} | pick {plans[0].text()} "
+                  f"| best {plans[best].text()}")
+        for k in kinds:  # a pick that differs in several ways shares its loss between them
+            lost[k] += (ranks[0] - ranks[best]) / len(kinds)
+            count[k] += 1
+    print(f"{n} samples: the pick ranks {np.mean(picks):.2f}%, the best of its candidates {np.mean(ceilings):.2f}%; "
+          "points of the mean lost, by how the pick differs from the best candidate:")
+    for k in sorted(lost, key=lambda k: -lost[k]):
+        print(f"  {k:28s} {lost[k] / n:6.2f} points ({count[k]} samples)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("worst", "truth", "prefixes"))
+    ap.add_argument("what", choices=("worst", "truth", "prefixes", "gap"))
     ap.add_argument("--images", required=True)
     ap.add_argument("--out", required=True, help="the benchmark's output folder (its cached searches)")
     ap.add_argument("--samples", type=int, required=True)
@@ -143,9 +192,10 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--combos", default=None)
     ap.add_argument("--per-set", type=int, default=3, help="truth: the scorer's pipelines for the true set")
+    ap.add_argument("--verbose", action="store_true", help="gap: print each sample the pick loses on")
     ap.add_argument("--verifier", default=None, help="verifier file (default: the shipped one)")
     args = ap.parse_args(argv)
-    {"worst": worst, "truth": truth, "prefixes": prefixes}[args.what](args)
+    {"worst": worst, "truth": truth, "prefixes": prefixes, "gap": gap}[args.what](args)
     return 0
 
 

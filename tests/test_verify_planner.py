@@ -147,6 +147,20 @@ def test_consistency_checks_tell_removed_noise_from_removed_structure_and_see_bl
     assert brighter[col["log_lowpass_change"]] < shifted[col["log_lowpass_change"]] - 1
 
 
+def test_tone_augmentation_is_a_seeded_gamma_curve_and_off_at_zero():
+    from restoreagent.planners.verify.data import tone_curve
+
+    clean = np.random.default_rng(0).uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    same, g = tone_curve(clean, 0.0, 101, 5)
+    assert same is clean and g == 1.0
+    a, ga = tone_curve(clean, 0.4, 101, 5)
+    b, gb = tone_curve(clean, 0.4, 101, 5)
+    assert ga == gb and np.array_equal(a, b)  # a resumed build makes the same sample
+    np.testing.assert_allclose(a, clean ** ga, rtol=1e-5)
+    gs = [tone_curve(clean, 0.4, 101, i)[1] for i in range(200)]
+    assert min(gs) >= np.exp(-0.4) and max(gs) <= np.exp(0.4) and min(gs) < 0.8 < 1.25 < max(gs)
+
+
 def test_view_is_the_photo_up_to_256_px_else_a_mosaic_of_its_corners():
     small = np.zeros((100, 200, 3), np.float32)
     assert view_of(small) is small
@@ -222,6 +236,15 @@ def test_verify_jobs_smoke_configs_then_the_planner_plans_with_the_trained_file(
     pfx = run_job("train-verifier", {"data": ["runs/smoke/verify/data_pfx"], "prefixes": True,
                                      "export": "runs/smoke/verify/prefixes.safetensors"}, files=["configs/smoke/train-verifier.yaml"])
     assert pfx["samples"] == 4
+
+    tone = load_rows(run_job("verify-data", {"out": "runs/smoke/verify/data_tone", "tone": 0.4},
+                             files=["configs/smoke/verify-data.yaml"]))
+    gammas = np.array([r["tone_gamma"] for r in tone])
+    assert ((gammas >= np.exp(-0.4) - 1e-6) & (gammas <= np.exp(0.4) + 1e-6)).all() and np.ptp(gammas) > 0
+    assert all(float(r["tone_gamma"]) == 1.0 for r in rows)  # off by default
+    assert any(not np.array_equal(r["metrics"], plain["metrics"]) for r, plain in zip(tone, rows))  # other clean crops
+    with pytest.raises(RestoreAgentError, match="tone=2.0"):
+        run_job("verify-data", {"out": "runs/smoke/verify/data_tone2", "tone": 2.0}, files=["configs/smoke/verify-data.yaml"])
 
     image = load_image(ROOT / "examples" / "astronaut_noise_jpeg.png")
     for file in ("verifier", "rich", "pixels", "prefixes"):

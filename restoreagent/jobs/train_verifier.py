@@ -33,9 +33,18 @@ class VerifyDataConfig:
                           "sample: the pixel verifier's training data)")
     prefixes: bool = option(False, "also score every shorter prefix of the proposed plans (their outputs are computed "
                             "on the way: no extra tool calls; measured, not shipped: docs/benchmarks.md)")
+    tone: float = option(0.0, "tone augmentation of the clean crops before they are degraded: each gets a gamma "
+                         "curve x^g with log(g) uniform in [-tone, tone] (0: off), so the photos' brightness and "
+                         "highlights vary beyond the train folders' own")
     workers: int = option(1, "processes (one per core)")
     detector: str | None = option(None, "detector folder (null: the shipped one)")
     ranker: str | None = option(None, "plan scorer folder (null: the shipped one)")
+
+    def __post_init__(self):
+        if not 0.0 <= self.tone <= 1.0:
+            from ..errors import RestoreAgentError
+
+            raise RestoreAgentError(f"tone={self.tone}: use a value in [0, 1] (0: no tone augmentation)")
 
 
 @dataclass
