@@ -182,9 +182,94 @@ def gap(args) -> None:
         print(f"  {k:28s} {lost[k] / n:6.2f} points ({count[k]} samples)")
 
 
+def curve(args) -> None:
+    import re
+
+    from restoreagent.executor import run_plans
+    from restoreagent.perception import default_detector
+    from restoreagent.plan import parse_plan
+
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    det = default_detector()
+    hits = {"closest to the clean crop's mean luma": 0, "closest to the input brightened by the detector's estimate": 0,
+            "closest to a mean luma of 0.45": 0, "always gamma_mild": 0}
+    n = 0
+    for _, clean, degraded, record, search, _ in _samples(args):
+        if "low_light" not in record["degradations"]:
+            continue
+        best = max(search.candidates, key=lambda c: c.balanced).plan.text()
+        means, scores = [], []
+        for tool in ("gamma_mild", "gamma_mid", "gamma_strong"):
+            plan = parse_plan(re.sub(r"brighten:gamma_\w+", f"brighten:{tool}", best))
+            means.append(float((run_plans(degraded, [plan])[0] @ luma).mean()))
+            scores.append(search.find(plan).balanced)
+        est = det.detect(degraded).params.get("low_light")
+        if est:  # invert the model V' = scale * V ** gamma with the detector's parameters
+            v = np.maximum(degraded.max(axis=2, keepdims=True), 1e-6)
+            inverse = np.clip(degraded * np.power(v / est["scale"], 1 / est["gamma"]) / v, 0, 1)
+        else:  # the detector saw no low light: the input as it is
+            inverse = degraded
+        targets = [float((clean @ luma).mean()), float((inverse @ luma).mean()), 0.45]
+        right = int(np.argmax(scores))
+        n += 1
+        for name, t in zip(list(hits)[:3], targets):
+            hits[name] += int(int(np.argmin([abs(m - t) for m in means])) == right)
+        hits["always gamma_mild"] += int(right == 0)
+    print(f"{n} low-light samples; the rule picks the best brightening curve:")
+    for name, h in hits.items():
+        print(f"  {name:60s} {h / max(n, 1):.0%}")
+
+
+def rules(args) -> None:
+    import torch
+
+    from restoreagent.bench import evaluate_plan
+    from restoreagent.executor import run_plans
+    from restoreagent.perception import default_detector
+    from restoreagent.planners.ranker import RankerPlanner
+    from restoreagent.planners.ranker.features import features_from_raw
+    from restoreagent.planners.verify.candidates import likely_sets, propose
+    from restoreagent.planners.verify.features import (
+        candidate_table,
+        consistency_stats,
+        detector_view,
+        image_stats,
+        verifier_features,
+    )
+    from restoreagent.planners.verify.weights import load_verifier
+
+    det = default_detector()
+    ranker = RankerPlanner(detector=det)
+    model, meta = load_verifier(args.verifier)
+    rows = []  # per sample: members' scores (M, K), the candidates' rankings (K), their sets' margins (K)
+    for _, clean, degraded, _, search, scorer in _samples(args):
+        logits, sev, feats = det.raw(degraded)
+        cands = propose(ranker, features_from_raw(logits, sev, feats), likely_sets(det, logits, meta["n_sets"]), meta["per_set"])
+        outs = run_plans(degraded, [c.plan for c in cands])
+        ranks = np.array([evaluate_plan(c.plan, search, degraded, clean, scorer, restored=o)["ranking"] for c, o in zip(cands, outs)])
+        margin = np.array([c.set.margin for c in cands])
+        if len(cands) == 1:
+            rows.append((np.zeros((1, 1)), ranks, margin))
+            continue
+        seen = [detector_view(det, o) for o in outs]
+        x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), detector_view(det, degraded)[0],
+                              image_stats(outs, degraded),
+                              consistency=consistency_stats(outs, degraded) if model.cfg.consistency else None)
+        with torch.inference_mode():
+            m = model.member_scores(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[:, 0].numpy()
+        rows.append((m, ranks, margin))
+    print(f"{len(rows)} samples; the pick's mean ranking (the best candidate: {np.mean([r.min() for _, r, _ in rows]):.2f}%):")
+    for lam in (0, 0.25, 0.5, 1, 2, 3, 4, 6):
+        print(f"  mean - {lam} x spread of the members: {np.mean([r[int(np.argmax(m.mean(0) - lam * m.std(0)))] for m, r, _ in rows]):.2f}%")
+    vote = [r[int(np.argmax(np.bincount(m.argmax(1), minlength=len(r))))] for m, r, _ in rows]
+    print(f"  majority vote of the members: {np.mean(vote):.2f}%")
+    for beta in (0.1, 0.25, 0.5, 1, 2):
+        print(f"  mean + {beta} x the set's margin: {np.mean([r[int(np.argmax(m.mean(0) + beta * g))] for m, r, g in rows]):.2f}%")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("worst", "truth", "prefixes", "gap"))
+    ap.add_argument("what", choices=("worst", "truth", "prefixes", "gap", "curve", "rules"))
     ap.add_argument("--images", required=True)
     ap.add_argument("--out", required=True, help="the benchmark's output folder (its cached searches)")
     ap.add_argument("--samples", type=int, required=True)
@@ -195,7 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="gap: print each sample the pick loses on")
     ap.add_argument("--verifier", default=None, help="verifier file (default: the shipped one)")
     args = ap.parse_args(argv)
-    {"worst": worst, "truth": truth, "prefixes": prefixes, "gap": gap}[args.what](args)
+    {"worst": worst, "truth": truth, "prefixes": prefixes, "gap": gap, "curve": curve, "rules": rules}[args.what](args)
     return 0
 
 
