@@ -346,8 +346,10 @@ def test_24_megapixel_photo_stays_under_3_gb(name):
 def test_learned_tool_per_pixel_time_on_a_thin_image(shape, default_tiling):
     """A 3-px-wide image is padded to the U-Net's multiple of 8 (2.7x its pixels) and runs as one
     strip. On one thread, CPU time: 1.9-2.3x the per-pixel time of a 256 x 256 image (3.2-3.4x
-    before, when the strip ran as padded 3 x 1024 tiles; docs/photo_files.md). The bound is generous
-    for other machines; one thread and the least CPU time of interleaved runs keep other load out
+    before, when the strip ran as padded 3 x 1024 tiles; docs/photo_files.md). On an AVX-512 Xeon
+    (2026-12-01) the square image gains more from the wider kernels than the strip: 2.4x for 3 x 2048,
+    3.3-4.4x for 2048 x 3. The bound (6x) is for such machines: it catches a strip cut into many
+    small tiles, not the last 2x; one thread and the least CPU time of interleaved runs keep other load out
     (wall time on a busy machine, and two threads spinning at their barriers, varied 1-10x)."""
     import time
 
@@ -374,7 +376,7 @@ def test_learned_tool_per_pixel_time_on_a_thin_image(shape, default_tiling):
     finally:
         torch.set_num_threads(threads)
     ratio = (best["thin"] / band[..., 0].size) / (best["square"] / square[..., 0].size)
-    assert ratio <= 4.0, f"thin image {ratio:.1f}x slower per pixel"
+    assert ratio <= 6.0, f"thin image {ratio:.1f}x slower per pixel"
     out = tool(band)
     assert out.shape == band.shape and out.dtype == np.float32 and np.isfinite(out).all()
     assert 0.0 <= out.min() and out.max() <= 1.0
