@@ -49,6 +49,26 @@ def _samples(args):
         yield sample, clean, degraded, record, search_result_from_json(json.loads(cache.read_text())), scorer
 
 
+def _member_scores(det, model, cands, outs, image) -> np.ndarray:
+    """The verifier's members' scores (M, K) of candidates ``cands`` whose outputs are ``outs``."""
+    import torch
+
+    from restoreagent.planners.verify.features import (
+        candidate_table,
+        consistency_stats,
+        detector_view,
+        image_stats,
+        verifier_features,
+    )
+
+    seen = [detector_view(det, o) for o in outs]
+    x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), detector_view(det, image)[0],
+                          image_stats(outs, image),
+                          consistency=consistency_stats(outs, image) if model.cfg.consistency else None)
+    with torch.inference_mode():
+        return model.member_scores(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[:, 0].numpy()
+
+
 def worst(args) -> None:
     from restoreagent.perception import default_detector
     from restoreagent.planners.verify.candidates import likely_sets
@@ -70,7 +90,6 @@ def worst(args) -> None:
 
 
 def truth(args) -> None:
-    import torch
 
     from restoreagent.bench import evaluate_plan
     from restoreagent.executor import run_plans
@@ -78,13 +97,6 @@ def truth(args) -> None:
     from restoreagent.planners.ranker import RankerPlanner
     from restoreagent.planners.ranker.features import features_from_raw
     from restoreagent.planners.verify.candidates import CandidateSet, likely_sets, propose
-    from restoreagent.planners.verify.features import (
-        candidate_table,
-        consistency_stats,
-        detector_view,
-        image_stats,
-        verifier_features,
-    )
     from restoreagent.planners.verify.weights import load_verifier
     from restoreagent.tasks import physical_order
 
@@ -100,12 +112,7 @@ def truth(args) -> None:
         f = features_from_raw(logits, sev, feats)
         cands = propose(ranker, f, sets[:1], args.per_set) + [c for c in propose(ranker, f, sets, 3) if c.set.rank > 0]
         outs = run_plans(degraded, [c.plan for c in cands])
-        seen = [detector_view(det, o) for o in outs]
-        x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), detector_view(det, degraded)[0],
-                              image_stats(outs, degraded),
-                              consistency=consistency_stats(outs, degraded) if model.cfg.consistency else None)
-        with torch.inference_mode():
-            s = model(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[0].numpy()
+        s = _member_scores(det, model, cands, outs, degraded).mean(0)
         ranks = [evaluate_plan(c.plan, search, degraded, clean, scorer, restored=o)["ranking"] for c, o in zip(cands, outs)]
         picks.append(ranks[int(np.argmax(s))])
         ceilings.append(min(r for r, c in zip(ranks, cands) if c.set.rank == 0))
@@ -221,7 +228,6 @@ def curve(args) -> None:
 
 
 def rules(args) -> None:
-    import torch
 
     from restoreagent.bench import evaluate_plan
     from restoreagent.executor import run_plans
@@ -229,13 +235,6 @@ def rules(args) -> None:
     from restoreagent.planners.ranker import RankerPlanner
     from restoreagent.planners.ranker.features import features_from_raw
     from restoreagent.planners.verify.candidates import likely_sets, propose
-    from restoreagent.planners.verify.features import (
-        candidate_table,
-        consistency_stats,
-        detector_view,
-        image_stats,
-        verifier_features,
-    )
     from restoreagent.planners.verify.weights import load_verifier
 
     det = default_detector()
@@ -251,13 +250,7 @@ def rules(args) -> None:
         if len(cands) == 1:
             rows.append((np.zeros((1, 1)), ranks, margin))
             continue
-        seen = [detector_view(det, o) for o in outs]
-        x = verifier_features(candidate_table(cands), np.stack([v[0] for v in seen]), detector_view(det, degraded)[0],
-                              image_stats(outs, degraded),
-                              consistency=consistency_stats(outs, degraded) if model.cfg.consistency else None)
-        with torch.inference_mode():
-            m = model.member_scores(torch.from_numpy(x[None]), torch.ones(1, len(cands), dtype=torch.bool))[:, 0].numpy()
-        rows.append((m, ranks, margin))
+        rows.append((_member_scores(det, model, cands, outs, degraded), ranks, margin))
     print(f"{len(rows)} samples; the pick's mean ranking (the best candidate: {np.mean([r.min() for _, r, _ in rows]):.2f}%):")
     for lam in (0, 0.25, 0.5, 1, 2, 3, 4, 6):
         print(f"  mean - {lam} x spread of the members: {np.mean([r[int(np.argmax(m.mean(0) - lam * m.std(0)))] for m, r, _ in rows]):.2f}%")
