@@ -148,6 +148,42 @@ def test_replayed_beam_makes_the_real_beams_decisions():
         assert got["found_best"] == (got["pick"] == ex.best.plan.text()) and got["regret"] >= -1e-9
 
 
+def test_proxy_labeler_replay_counts_and_judges():
+    """eval/label_proxy.py: a search on a crop whose best M run at full size. Its cost accounting
+    and judging on toy tools: the exhaustive search's modelled cost is one unit per tool call, a
+    proxy that is the full sample itself finds the best, and confirming every candidate does too."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    try:
+        import label_proxy
+    finally:
+        sys.path.pop(0)
+    from restoreagent.labeling.beam import beam_search
+
+    clean, degraded, _ = _pair(seed=3, size=48)
+    scorer = Scorer(["psnr", "ssim"])
+
+    def row(d, c):
+        ex = exhaustive_search(d, c, tasks=list(TOY), toolset=TOY, scorer=scorer, record_nodes=True)
+        return ex, {"sample": 0, "k": 3, "best": ex.best.plan.text(), "exhaustive_calls": ex.tool_calls,
+                    "scores": label_proxy.saved_scores(ex, decimals=None)}
+
+    ex, full = row(degraded, clean)
+    _, crop = row(label_proxy.central(degraded, 24), label_proxy.central(clean, 24))
+    assert label_proxy.central(degraded, 24).shape == (24, 24, 3)
+    unit = {t: (1.0, 1.0) for tools in TOY.values() for t in tools} | {"score": (0.0, 0.0)}
+    assert label_proxy.exhaustive_cost(full, unit, 0) == ex.tool_calls
+    _, calls, _ = label_proxy.search_on(full, 2, 3)
+    assert len(calls) == beam_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=scorer, width=2).tool_calls
+    itself = label_proxy.judge_proxy(full, full, 0, 3, 1, unit)
+    assert itself["found_best"] and itself["regret"] == pytest.approx(0.0, abs=1e-9)
+    everything = label_proxy.judge_proxy(crop, full, 0, 3, len(ex.candidates), unit)
+    assert everything["found_best"] and everything["ranking"] == 0.0
+    one = label_proxy.judge_proxy(crop, full, 0, 3, 1, unit)
+    assert one["seconds"] == ex.tool_calls and one["regret"] >= -1e-9  # the crop's search alone, nothing confirmed
+
+
 def test_beam_polish_moves_are_one_step_away():
     from restoreagent.labeling.beam import neighbours
     from restoreagent.plan import parse_plan
