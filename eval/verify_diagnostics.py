@@ -260,9 +260,90 @@ def rules(args) -> None:
         print(f"  mean + {beta} x the set's margin: {np.mean([r[int(np.argmax(m.mean(0) + beta * g))] for m, r, g in rows]):.2f}%")
 
 
+def _resynth_chain(est: dict, degradations) -> list[dict]:
+    """A degradation chain of ``degradations`` with the detector's parameter estimates, clipped to the
+    generator's ranges (integers where the generator draws integers); the rest drawn by the seed."""
+    from restoreagent.degradations.params import PARAM_RANGES
+
+    chain = []
+    for name in degradations:
+        params = {}
+        for key, value in (est.get(name) or {}).items():
+            lo, hi = PARAM_RANGES[name][key]
+            v = float(np.clip(value, lo, hi))
+            params[key] = int(round(v)) if isinstance(lo, int) else v
+        chain.append({"name": name, "params": params})
+    return chain
+
+
+def resynth(args) -> None:
+    """Self-supervised re-degradation: the verifier's pick is taken as the clean photo, degraded again
+    by each candidate set with the detector's parameter estimates, and every candidate of that set
+    restores it; how close it comes (PSNR + SSIM z-scores among the set's candidates) judges the
+    tools and the order inside a set, on this photo's own content."""
+    from restoreagent.bench import evaluate_plan
+    from restoreagent.degradations import degrade
+    from restoreagent.executor import run_plans
+    from restoreagent.imageio import quantize
+    from restoreagent.perception import default_detector
+    from restoreagent.planners.ranker import RankerPlanner
+    from restoreagent.planners.ranker.features import features_from_raw
+    from restoreagent.planners.verify.candidates import likely_sets, propose
+    from restoreagent.planners.verify.weights import load_verifier
+    from restoreagent.scoring import ZStats
+
+    det = default_detector()
+    ranker = RankerPlanner(detector=det)
+    model, meta = load_verifier(args.verifier)
+    rows = []  # per sample: verifier mean (K), resynth z within set (K), set index (K), rankings (K)
+    for _, clean, degraded, _, search, scorer in _samples(args):
+        logits, sev, feats = det.raw(degraded)
+        cands = propose(ranker, features_from_raw(logits, sev, feats), likely_sets(det, logits, meta["n_sets"]), meta["per_set"])
+        outs = run_plans(degraded, [c.plan for c in cands])
+        ranks = np.array([evaluate_plan(c.plan, search, degraded, clean, scorer, restored=o)["ranking"] for c, o in zip(cands, outs)])
+        mean = _member_scores(det, model, cands, outs, degraded).mean(0) if len(cands) > 1 else np.zeros(1)
+        est = det.detect(degraded).params
+        pseudo = outs[int(np.argmax(mean))]
+        sets = sorted({c.set.degradations for c in cands}, key=lambda s: [c.set.degradations for c in cands].index(s))
+        z = np.zeros(len(cands))
+        for degs in sets:
+            idx = [i for i, c in enumerate(cands) if c.set.degradations == degs]
+            if len(idx) < 2 or not degs:
+                continue
+            metrics = []
+            for seed in range(args.resynth_seeds):
+                again = quantize(degrade(pseudo, chain=_resynth_chain(est, degs), seed=seed)[0])
+                restored = run_plans(again, [cands[i].plan for i in idx])
+                metrics.append([scorer(r, pseudo) for r in restored])
+            avg = [{m: float(np.mean([ms[j][m] for ms in metrics])) for m in scorer.metrics} for j in range(len(idx))]
+            frame = ZStats.of(avg, scorer.metrics)
+            for j, i in enumerate(idx):
+                z[i] = frame.balanced(avg[j])
+        rows.append((mean, z, np.array([sets.index(c.set.degradations) for c in cands]), ranks))
+    n = len(rows)
+    print(f"{n} samples; the pick's mean ranking (the best candidate: {np.mean([r.min() for *_, r in rows]):.2f}%):")
+
+    def pick_set_then(rule):
+        out = []
+        for mean, z, s, r in rows:
+            chosen = s == s[int(np.argmax(mean))]
+            out.append(r[int(np.argmax(np.where(chosen, rule(mean, z, r), -np.inf)))])
+        return np.mean(out)
+
+    print(f"  the verifier (shipped): {np.mean([r[int(np.argmax(m))] for m, _, _, r in rows]):.2f}%")
+    print(f"  the verifier's set, then the re-degradation's best in it: {pick_set_then(lambda m, z, r: z):.2f}%")
+    print(f"  the verifier's set, then the best in it (the ceiling of a within-set rule): {pick_set_then(lambda m, z, r: -r):.2f}%")
+    for alpha in (0.25, 0.5, 1.0, 2.0):
+        def blend(m, z, r, a=alpha):
+            return (m - m.mean()) / (m.std() + 1e-9) + a * z
+        print(f"  the verifier's set, then its score + {alpha} x the re-degradation's: {pick_set_then(blend):.2f}%")
+        print(f"  every candidate by the verifier's score + {alpha} x the re-degradation's: "
+              f"{np.mean([r[int(np.argmax(blend(m, z, r)))] for m, z, _, r in rows]):.2f}%")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("worst", "truth", "prefixes", "gap", "curve", "rules"))
+    ap.add_argument("what", choices=("worst", "truth", "prefixes", "gap", "curve", "rules", "resynth"))
     ap.add_argument("--images", required=True)
     ap.add_argument("--out", required=True, help="the benchmark's output folder (its cached searches)")
     ap.add_argument("--samples", type=int, required=True)
@@ -272,8 +353,10 @@ def main(argv=None) -> int:
     ap.add_argument("--per-set", type=int, default=3, help="truth: the scorer's pipelines for the true set")
     ap.add_argument("--verbose", action="store_true", help="gap: print each sample the pick loses on")
     ap.add_argument("--verifier", default=None, help="verifier file (default: the shipped one)")
+    ap.add_argument("--resynth-seeds", type=int, default=1, help="resynth: re-degradations averaged per set")
     args = ap.parse_args(argv)
-    {"worst": worst, "truth": truth, "prefixes": prefixes, "gap": gap, "curve": curve, "rules": rules}[args.what](args)
+    {"worst": worst, "truth": truth, "prefixes": prefixes, "gap": gap, "curve": curve, "rules": rules,
+     "resynth": resynth}[args.what](args)
     return 0
 
 
