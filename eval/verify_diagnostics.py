@@ -10,7 +10,10 @@ with ``--planners verify`` into OUT first; the same --images/--samples/--seed/--
   prefix of them as a candidate;
 - ``gap``: where the pick loses to the best of its own candidates: the ranking points lost, split by
   how the pick differs from that best candidate (another degradation set, the same tasks in another
-  order, or another tool for a task).
+  order, or another tool for a task);
+- ``curve``, ``rules``: the brightening-curve rules and other pick rules (docs/benchmarks.md, eleventh session);
+- ``resynth``: self-supervised re-degradation: the pick degraded again by each candidate set with the
+  detector's estimates and restored by that set's candidates, as a judge of tools and order.
 
     python eval/verify_diagnostics.py worst --images ../shared/data/images/cbsd68 --samples 56 \\
         --combos configs/bench/restoreagent_combos.txt --out bench_out/combos_v5
