@@ -34,23 +34,29 @@ from restoreagent.splits import TRAIN_FOLDERS
 IMAGES = list(TRAIN_FOLDERS)
 
 
-def measure(args) -> None:
+def labeler_samples(args):
+    """The labeler's samples ``args.start``..``args.samples - 1`` not yet in ``args.out`` (JSON lines
+    with a "sample" key; resumable): (index, payload, degraded image, degradations, scorer)."""
     torch.set_num_threads(1)
     out = Path(args.out)
     done = set()
     if out.exists():
         done = {json.loads(line)["sample"] for line in out.read_text().splitlines() if line.strip()}
     plan = plan_labels(LabelConfig(images=tuple(args.images), out="unused", samples=args.samples, seed=args.seed))
-    widths = [int(w) for w in args.widths.split(",") if w]
     scorer = _scorer(plan.metrics)
     for i in range(args.start, args.samples):
         if i in done:
             continue
         p = plan.payload(i)
         degraded, record = degrade(p["clean"], chain=", ".join(p["combo"]), seed=p["deg_seed"])
-        degraded = quantize(degraded)
+        yield i, p, quantize(degraded), record["degradations"], scorer
+
+
+def measure(args) -> None:
+    out = Path(args.out)
+    widths = [int(w) for w in args.widths.split(",") if w]
+    for i, p, degraded, degs, scorer in labeler_samples(args):
         toolset = {t: p["toolset"][t] for t in p["toolset"]}
-        degs = record["degradations"]
         t0 = time.perf_counter()
         ex = exhaustive_search(degraded, p["clean"], degradations=degs, toolset=toolset, scorer=scorer, record_nodes=True)
         row = {

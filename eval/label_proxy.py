@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from label_replay import REFERENCE, Replay, _text, saved_scores  # eval/, beside this script
+from label_beam import labeler_samples  # eval/, beside this script
+from label_replay import REFERENCE, Replay, _text, saved_scores
 
 from restoreagent.degradations import degrade
-from restoreagent.imageio import quantize
-from restoreagent.jobs.label import LabelConfig
 from restoreagent.labeling.beam import beam_search
-from restoreagent.labeling.labeler import _scorer, plan_labels
+from restoreagent.labeling.labeler import _scorer
 from restoreagent.scoring import ZStats, ranking_percent
 from restoreagent.search import exhaustive_search
 from restoreagent.splits import TRAIN_FOLDERS
@@ -46,24 +45,8 @@ def central(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def measure(args) -> None:
-    torch.set_num_threads(1)
     out = Path(args.out)
-    done = (
-        {json.loads(line)["sample"] for line in out.read_text().splitlines() if line.strip()}
-        if out.exists()
-        else set()
-    )
-    plan = plan_labels(
-        LabelConfig(images=tuple(args.images), out="unused", samples=args.samples, seed=args.seed)
-    )
-    scorer = _scorer(plan.metrics)
-    for i in range(args.start, args.samples):
-        if i in done:
-            continue
-        p = plan.payload(i)
-        degraded, record = degrade(p["clean"], chain=", ".join(p["combo"]), seed=p["deg_seed"])
-        degraded = quantize(degraded)
-        degs = record["degradations"]
+    for i, p, degraded, degs, scorer in labeler_samples(args):
         t0 = time.perf_counter()
         ex = exhaustive_search(
             central(degraded, args.size),
@@ -182,6 +165,20 @@ def search_on(row: dict, width: int, polish: int) -> tuple[list[str], list[str],
     return [c.plan.text() for c in res.candidates], rep.called, len(res.candidates) + len(res.nodes) + 1
 
 
+def judged(full: dict, pick: str, seconds: float) -> dict:
+    """A labeler's ``pick`` judged in the full exhaustive frame, with what it cost."""
+    metrics = full["scores"]["metrics"]
+    cands = {k: dict(zip(metrics, v)) for k, v in full["scores"]["candidates"].items()}
+    frame = ZStats.of(list(cands.values()), metrics)
+    balanced = {k: frame.balanced(v) for k, v in cands.items()}
+    return {
+        "found_best": pick == full["best"],
+        "ranking": ranking_percent(balanced[pick], list(balanced.values())),
+        "regret": balanced[full["best"]] - balanced[pick],
+        "seconds": seconds,
+    }
+
+
 def judge_proxy(proxy: dict, full: dict, width: int, polish: int, confirm: int, cost: dict) -> dict:
     """The proxy labeler on one sample: search the crop, run its ``confirm`` best at full size, pick there."""
     prep, frep = Replay(proxy), Replay(full)
@@ -199,15 +196,7 @@ def judge_proxy(proxy: dict, full: dict, width: int, polish: int, confirm: int, 
         pick = max(top, key=lambda t: scale.balanced(_metrics(frep, t)))
     else:
         pick = top[0]
-    cands = full["scores"]["candidates"]
-    fframe = ZStats.of([dict(zip(frep.metrics, v)) for v in cands.values()], frep.metrics)
-    balanced = {k: fframe.balanced(dict(zip(frep.metrics, v))) for k, v in cands.items()}
-    return {
-        "found_best": pick == full["best"],
-        "ranking": ranking_percent(balanced[pick], list(balanced.values())),
-        "regret": balanced[full["best"]] - balanced[pick],
-        "seconds": seconds,
-    }
+    return judged(full, pick, seconds)
 
 
 def judge_full_beam(full: dict, width: int, polish: int, cost: dict) -> dict:
@@ -217,15 +206,7 @@ def judge_full_beam(full: dict, width: int, polish: int, cost: dict) -> dict:
     rows = {t: _metrics(rep, t) for t in evaluated}
     frame = ZStats.of(list(rows.values()), rep.metrics)
     pick = max(evaluated, key=lambda t: frame.balanced(rows[t]))
-    cands = full["scores"]["candidates"]
-    fframe = ZStats.of([dict(zip(rep.metrics, v)) for v in cands.values()], rep.metrics)
-    balanced = {k: fframe.balanced(dict(zip(rep.metrics, v))) for k, v in cands.items()}
-    return {
-        "found_best": pick == full["best"],
-        "ranking": ranking_percent(balanced[pick], list(balanced.values())),
-        "regret": balanced[full["best"]] - balanced[pick],
-        "seconds": sum(cost[t][0] for t in calls) + scored * cost["score"][0],
-    }
+    return judged(full, pick, sum(cost[t][0] for t in calls) + scored * cost["score"][0])
 
 
 def replay(args) -> None:
