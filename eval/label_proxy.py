@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from label_beam import labeler_samples  # eval/, beside this script
-from label_replay import REFERENCE, Replay, _text, saved_scores
+from label_replay import REFERENCE, Replay, _text, in_exhaustive_frame, saved_scores
 
 from restoreagent.degradations import degrade
 from restoreagent.labeling.beam import beam_search
 from restoreagent.labeling.labeler import _scorer
-from restoreagent.scoring import ZStats, ranking_percent
+from restoreagent.scoring import ZStats
 from restoreagent.search import exhaustive_search
 from restoreagent.splits import TRAIN_FOLDERS
 
@@ -165,20 +165,6 @@ def search_on(row: dict, width: int, polish: int) -> tuple[list[str], list[str],
     return [c.plan.text() for c in res.candidates], rep.called, len(res.candidates) + len(res.nodes) + 1
 
 
-def judged(full: dict, pick: str, seconds: float) -> dict:
-    """A labeler's ``pick`` judged in the full exhaustive frame, with what it cost."""
-    metrics = full["scores"]["metrics"]
-    cands = {k: dict(zip(metrics, v)) for k, v in full["scores"]["candidates"].items()}
-    frame = ZStats.of(list(cands.values()), metrics)
-    balanced = {k: frame.balanced(v) for k, v in cands.items()}
-    return {
-        "found_best": pick == full["best"],
-        "ranking": ranking_percent(balanced[pick], list(balanced.values())),
-        "regret": balanced[full["best"]] - balanced[pick],
-        "seconds": seconds,
-    }
-
-
 def judge_proxy(proxy: dict, full: dict, width: int, polish: int, confirm: int, cost: dict) -> dict:
     """The proxy labeler on one sample: search the crop, run its ``confirm`` best at full size, pick there."""
     prep, frep = Replay(proxy), Replay(full)
@@ -196,7 +182,7 @@ def judge_proxy(proxy: dict, full: dict, width: int, polish: int, confirm: int, 
         pick = max(top, key=lambda t: scale.balanced(_metrics(frep, t)))
     else:
         pick = top[0]
-    return judged(full, pick, seconds)
+    return {**in_exhaustive_frame(full, pick), "seconds": seconds}
 
 
 def judge_full_beam(full: dict, width: int, polish: int, cost: dict) -> dict:
@@ -206,11 +192,14 @@ def judge_full_beam(full: dict, width: int, polish: int, cost: dict) -> dict:
     rows = {t: _metrics(rep, t) for t in evaluated}
     frame = ZStats.of(list(rows.values()), rep.metrics)
     pick = max(evaluated, key=lambda t: frame.balanced(rows[t]))
-    return judged(full, pick, sum(cost[t][0] for t in calls) + scored * cost["score"][0])
+    return {
+        **in_exhaustive_frame(full, pick),
+        "seconds": sum(cost[t][0] for t in calls) + scored * cost["score"][0],
+    }
 
 
 def replay(args) -> None:
-    proxy = {r["sample"]: r for f in args.proxy for r in map(json.loads, _text(f).splitlines()) if r}
+    proxy = {r["sample"]: r for f in args.proxy for r in map(json.loads, filter(None, _text(f).splitlines()))}
     full = {
         r["sample"]: r
         for f in args.full

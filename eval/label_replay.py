@@ -87,16 +87,23 @@ class Replay:
         return dict(zip(self.metrics, self.saved[key])) if key in self.saved else dict.fromkeys(self.metrics, 0.0)
 
 
+def in_exhaustive_frame(row: dict, pick: str) -> dict:
+    """A labeler's ``pick`` judged among every candidate of the saved exhaustive search: is it the
+    best, its ranking (% strictly better) and its regret (the best's balanced score minus its own)."""
+    metrics = row["scores"]["metrics"]
+    cands = {k: dict(zip(metrics, v)) for k, v in row["scores"]["candidates"].items()}
+    frame = ZStats.of(list(cands.values()), metrics)
+    balanced = {k: frame.balanced(v) for k, v in cands.items()}
+    return {"found_best": pick == row["best"], "ranking": ranking_percent(balanced[pick], list(balanced.values())),
+            "regret": balanced[row["best"]] - balanced[pick]}
+
+
 def judge(row: dict, width: int, polish: int) -> dict:
     replay = Replay(row)
     result = beam_search(replay.image(()), None, tasks=replay.tasks, toolset=replay.toolset, scorer=replay,
                          width=width, polish=polish, tools=replay.tool)
-    cands = row["scores"]["candidates"]
-    frame = ZStats.of([dict(zip(replay.metrics, v)) for v in cands.values()], replay.metrics)
-    balanced = {k: frame.balanced(dict(zip(replay.metrics, v))) for k, v in cands.items()}
     pick = result.best.plan.text()
-    return {"pick": pick, "found_best": pick == row["best"], "ranking": ranking_percent(balanced[pick], list(balanced.values())),
-            "regret": balanced[row["best"]] - balanced[pick], "calls": result.tool_calls}
+    return {"pick": pick, **in_exhaustive_frame(row, pick), "calls": result.tool_calls}
 
 
 def main() -> None:

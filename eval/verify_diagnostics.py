@@ -307,7 +307,7 @@ def resynth(args) -> None:
         mean = _member_scores(det, model, cands, outs, degraded).mean(0) if len(cands) > 1 else np.zeros(1)
         est = det.detect(degraded).params
         pseudo = outs[int(np.argmax(mean))]
-        sets = sorted({c.set.degradations for c in cands}, key=lambda s: [c.set.degradations for c in cands].index(s))
+        sets = list(dict.fromkeys(c.set.degradations for c in cands))  # in the candidates' order
         z = np.zeros(len(cands))
         for degs in sets:
             idx = [i for i, c in enumerate(cands) if c.set.degradations == degs]
