@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python eval/label_beam.py --out /tmp/beam_vs_exhaustive.jsonl \\
         --samples 100 --widths 1,2 [--start 50] [--images DIR ...]   # resumable: finished samples are kept
     .venv/bin/python eval/label_beam.py --out /tmp/beam_vs_exhaustive.jsonl [--more OTHER.jsonl] --report
+    # a run with other settings (RESTOREAGENT_HALF=1: bfloat16 tools) judged in a --save-scores run's frame
+    .venv/bin/python eval/label_beam.py --out /tmp/bf16.jsonl --report --frame /tmp/fp32.jsonl
 
 Samples are the labeler's (restoreagent.labeling.labeler, seed 0): random 128 px crops of the train
 folders, 1-4 core degradations in the default recipe's proportions, quantised to 8 bits. Per
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from label_replay import saved_scores  # eval/, beside this script
+from label_replay import in_exhaustive_frame, saved_scores  # eval/, beside this script
 
 from restoreagent.degradations import degrade
 from restoreagent.imageio import quantize
@@ -83,7 +85,7 @@ def measure(args) -> None:
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for f in [args.out, *args.more] for line in Path(f).read_text().splitlines() if line.strip()]
+    rows = _rows([args.out, *args.more])
     rows = sorted({r["sample"]: r for r in rows}.values(), key=lambda r: r["sample"])  # a sample measured twice: once
     widths = sorted({w for r in rows for w in r["beams"]}, key=int)
     print(f"{len(rows)} samples ({', '.join(f'{k} degradations: {n}' for k, n in sorted(_count(rows).items()))})\n")
@@ -117,6 +119,37 @@ def report(args) -> None:
         print(f"| {k} | {len(rs)} | {statistics.median(r['exhaustive_seconds'] for r in rs):.2f} | " + " | ".join(cells) + " |")
 
 
+def report_in_frame(args) -> None:
+    """This run's labelers (its exhaustive search's best, each beam's pick) judged in the frame of
+    another run's saved exhaustive scores on the same samples (``--frame``, a ``--save-scores`` run,
+    e.g. float32 tools where this run had bfloat16 ones); speed against that run's exhaustive search."""
+    rows = {r["sample"]: r for r in _rows([args.out, *args.more])}
+    frame = {r["sample"]: r for r in _rows(args.frame) if "scores" in r}
+    common = sorted(set(rows) & set(frame))
+    if not common:
+        raise SystemExit(f"{args.out}: no sample in common with the --frame rows that kept their scores")
+    ex_total = sum(frame[i]["exhaustive_seconds"] for i in common)
+    labelers = {"exhaustive": lambda r: (r["best"], r["exhaustive_seconds"])}
+    for w in sorted({w for i in common for w in rows[i]["beams"]}, key=int):
+        labelers[f"beam, width {w}"] = lambda r, w=w: (r["beams"][w]["pick"], r["beams"][w]["seconds"])
+    print(f"{len(common)} samples, judged among the --frame run's candidates; its exhaustive search: {ex_total:.0f} s\n")
+    print("| this run's labeler | finds the frame's best | ranking (mean %) | regret (mean / max) | total time | faster than the frame's exhaustive |")
+    print("|---|---|---|---|---|---|")
+    for name, pick_of in labelers.items():
+        judged, seconds = [], 0.0
+        for i in common:
+            pick, sec = pick_of(rows[i])
+            judged.append(in_exhaustive_frame(frame[i], pick))
+            seconds += sec
+        print(f"| {name} | {100 * statistics.fmean(j['found_best'] for j in judged):.1f}% | "
+              f"{statistics.fmean(j['ranking'] for j in judged):.2f}% | {statistics.fmean(j['regret'] for j in judged):.3f} / "
+              f"{max(j['regret'] for j in judged):.3f} | {seconds:.0f} s | {ex_total / seconds:.2f}x |")
+
+
+def _rows(files) -> list[dict]:
+    return [json.loads(line) for f in files for line in Path(f).read_text().splitlines() if line.strip()]
+
+
 def _count(rows):
     c = defaultdict(int)
     for r in rows:
@@ -135,8 +168,12 @@ def main() -> None:
     ap.add_argument("--images", nargs="+", default=IMAGES)
     ap.add_argument("--save-scores", action="store_true", help="keep every pipeline's and internal node's metrics in the row")
     ap.add_argument("--report", action="store_true", help="print the tables of --out and measure nothing")
+    ap.add_argument("--frame", nargs="*", default=[], help="(--report) judge --out's picks among these --save-scores rows' candidates")
     args = ap.parse_args()
-    (report if args.report else measure)(args)
+    if args.report:
+        (report_in_frame if args.frame else report)(args)
+    else:
+        measure(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ metrics. So the replayed beam makes the decisions the real one makes on those sc
 costs is counted in tool calls (against the exhaustive search's calls on the same sample; a call
 costs 1.5-51 ms at 128 px depending on the tool, docs/labeling.md section 1). ``--check`` compares
 the replayed picks with the picks of a measured run (``eval/label_beam.py`` rows with ``beams``).
+
+``--severity-keep 1,2`` also replays the issue's other suggestion: the exhaustive search over only
+the tools the sample's *true* severity makes plausible (per task, the ``N`` tools whose severity
+ranges, ``catalog.learned.severity_ranges``, lie nearest the recorded parameter; a tool without a
+range always stays). The degradation records are rebuilt from the labeler's seed, so this needs the
+train photos (``--images``).
 """
 
 import argparse
@@ -26,9 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from restoreagent.catalog.learned import severity_ranges
 from restoreagent.labeling.beam import beam_search
 from restoreagent.plan import Plan, Step
 from restoreagent.scoring import ZStats, ranking_percent
+from restoreagent.search import count_tree_calls
+from restoreagent.splits import TRAIN_FOLDERS
+from restoreagent.tasks import DEGRADATION_FOR_TASK
 
 REFERENCE = Path(__file__).parent / "reference" / "exhaustive_scores_0-159.jsonl.gz"
 
@@ -106,12 +116,61 @@ def judge(row: dict, width: int, polish: int) -> dict:
     return {"pick": pick, **in_exhaustive_frame(row, pick), "calls": result.tool_calls}
 
 
+def plausible_tools(task: str, tools: list[str], params: dict, keep: int) -> list[str]:
+    """``task``'s tools that the recorded ``params`` make plausible: those without a severity range,
+    and the ``keep`` whose ranges lie nearest the recorded value (distance 0 inside a range)."""
+    rule = severity_ranges().get(task)
+    value = params.get(rule["param"]) if rule else None
+    if value is None:
+        return list(tools)
+    ranged = {t: r for t, r in rule["tools"].items() if t in tools}
+
+    def distance(t):
+        lo, hi = ranged[t]
+        return 0.0 if lo <= value < hi else min(abs(value - lo), abs(value - hi))
+
+    return [t for t in tools if t not in ranged] + sorted(ranged, key=distance)[:keep]
+
+
+def judge_severity_restricted(row: dict, params: dict, keep: int) -> dict:
+    """The exhaustive search over the plausible tools only: its pick is the best of the saved
+    candidates those tools make (balanced in its own, smaller frame), judged in the full frame."""
+    toolset = row["scores"]["toolset"]
+    allowed = {t: plausible_tools(t, v, params[DEGRADATION_FOR_TASK[t]], keep) for t, v in toolset.items()}
+    metrics = row["scores"]["metrics"]
+    sub = {}
+    for plan, values in row["scores"]["candidates"].items():
+        steps = [s.split(":") for s in plan.split(", ")]
+        if all(tool in allowed[task] for task, tool in steps):
+            sub[plan] = dict(zip(metrics, values))
+    frame = ZStats.of(list(sub.values()), metrics)
+    pick = max(sub, key=lambda k: frame.balanced(sub[k]))
+    return {"pick": pick, **in_exhaustive_frame(row, pick), "calls": count_tree_calls(allowed)}
+
+
+def recorded_params(rows: list[dict], images) -> dict[int, dict]:
+    """sample -> {degradation: its parameters}, rebuilt from the labeler's seed (the records replay exactly)."""
+    from restoreagent.degradations import degrade
+    from restoreagent.jobs.label import LabelConfig
+    from restoreagent.labeling.labeler import plan_labels
+
+    plan = plan_labels(LabelConfig(images=tuple(images), out="unused", samples=max(r["sample"] for r in rows) + 1, seed=0))
+    out = {}
+    for r in rows:
+        p = plan.payload(r["sample"])
+        _, record = degrade(p["clean"], chain=", ".join(p["combo"]), seed=p["deg_seed"])
+        out[r["sample"]] = {c["name"]: c["params"] for c in record["chain"]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("scores", nargs="*", default=[str(REFERENCE)], help="JSON lines (.gz too) of eval/label_beam.py --save-scores")
     ap.add_argument("--widths", default="1,2,3")
     ap.add_argument("--polish", default="3", help="polish moves, comma-separated")
     ap.add_argument("--check", nargs="*", default=[], help="measured eval/label_beam.py rows: do the replayed picks agree?")
+    ap.add_argument("--severity-keep", default="", help="also the exhaustive search over the N plausible tools per task (comma-separated N)")
+    ap.add_argument("--images", nargs="+", default=list(TRAIN_FOLDERS), help="(--severity-keep) the labeler's photo folders")
     args = ap.parse_args()
     rows = [json.loads(line) for f in args.scores for line in _text(f).splitlines() if line.strip()]
     rows = sorted({r["sample"]: r for r in rows if "scores" in r}.values(), key=lambda r: r["sample"])
@@ -133,20 +192,29 @@ def main() -> None:
           "| fewer calls than exhaustive (total) | " + " | ".join(f"{k} degr.: found, fewer calls" for k in ks)
           + f" | its calls on 1-{ks[-1] - 1} degr. (% of all exhaustive calls) |")
     print("|---|---|---|---|---|---|" + "---|" * (len(ks) + 1))
+    by = defaultdict(list)
+    for r in rows:
+        by[r["k"]].append(r["sample"])
+
+    def print_row(name: str, res: dict) -> None:
+        cells = [f"{100 * statistics.fmean(res[s]['found_best'] for s in by[k]):.0f}%, "
+                 f"{sum(ex_calls[s] for s in by[k]) / sum(res[s]['calls'] for s in by[k]):.1f}x" for k in ks]
+        v = list(res.values())
+        print(f"| {name} | {100 * statistics.fmean(x['found_best'] for x in v):.1f}% | "
+              f"{statistics.fmean(x['ranking'] for x in v):.2f}% | {statistics.fmean(x['regret'] for x in v):.3f} / "
+              f"{max(x['regret'] for x in v):.3f} | {statistics.fmean(x['calls'] for x in v):.0f} | "
+              f"{total / sum(x['calls'] for x in v):.1f}x | " + " | ".join(cells)
+              + f" | {100 * sum(res[s]['calls'] for s in small) / total:.1f}% |")
+
+    if args.severity_keep:
+        params = recorded_params(rows, args.images)
+        for keep in (int(n) for n in args.severity_keep.split(",")):
+            print_row(f"exhaustive over the {keep} tool(s) nearest the true severity",
+                      {r["sample"]: judge_severity_restricted(r, params[r["sample"]], keep) for r in rows})
     for polish in (int(p) for p in args.polish.split(",")):
         for width in (int(w) for w in args.widths.split(",")):
             res = {r["sample"]: judge(r, width, polish) for r in rows}
-            by = defaultdict(list)
-            for r in rows:
-                by[r["k"]].append(r["sample"])
-            cells = [f"{100 * statistics.fmean(res[s]['found_best'] for s in by[k]):.0f}%, "
-                     f"{sum(ex_calls[s] for s in by[k]) / sum(res[s]['calls'] for s in by[k]):.1f}x" for k in ks]
-            v = list(res.values())
-            print(f"| beam, width {width}, polish {polish} | {100 * statistics.fmean(x['found_best'] for x in v):.1f}% | "
-                  f"{statistics.fmean(x['ranking'] for x in v):.2f}% | {statistics.fmean(x['regret'] for x in v):.3f} / "
-                  f"{max(x['regret'] for x in v):.3f} | {statistics.fmean(x['calls'] for x in v):.0f} | "
-                  f"{total / sum(x['calls'] for x in v):.1f}x | " + " | ".join(cells)
-                  + f" | {100 * sum(res[s]['calls'] for s in small) / total:.1f}% |")
+            print_row(f"beam, width {width}, polish {polish}", res)
             if measured and polish == 3:
                 both = [s for s in res if s in measured and str(width) in measured[s].get("beams", {})]
                 if both:

@@ -75,7 +75,8 @@ class Agent:
     severities), ``"fixed"`` / ``"random"`` (told the detector's set), ``"vlm"``.
     ``device``: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, for the
     planner, the detector and the learned tools. ``tile``: learned tools' tile size in pixels
-    (``0``: no tiling; ``None``: each tool's own). ``half``: float16 on CUDA.
+    (``0``: no tiling; ``None``: each tool's own). ``half``: float16 on CUDA, bfloat16
+    on a CPU with native bfloat16 (AMX / AVX-512 BF16), float32 elsewhere.
     The ``RESTOREAGENT_DEVICE``, ``RESTOREAGENT_TILE`` and ``RESTOREAGENT_HALF`` environment
     variables, when set, still win inside the learned tools (one switch for every tool).
 

@@ -148,6 +148,54 @@ def test_replayed_beam_makes_the_real_beams_decisions():
         assert got["found_best"] == (got["pick"] == ex.best.plan.text()) and got["regret"] >= -1e-9
 
 
+def test_severity_restricted_search_keeps_the_plausible_tools():
+    """eval/label_replay.py --severity-keep: the tools whose severity ranges lie nearest the
+    recorded parameter; with nothing to restrict it is the exhaustive search itself."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("label_replay", Path(__file__).parents[1] / "eval" / "label_replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    denoisers = ["unet_denoise_low", "unet_denoise_mid", "unet_denoise_high"]
+    assert replay.plausible_tools("denoise", denoisers, {"sigma": 12.0}, 1) == ["unet_denoise_low"]
+    assert replay.plausible_tools("denoise", denoisers, {"sigma": 28.0}, 2) == ["unet_denoise_mid", "unet_denoise_high"]
+    sr = ["unet_sr_x2", "unet_sr_x3", "ibp_x4", "not_ranged"]
+    assert replay.plausible_tools("super_resolve", sr, {"scale": 4}, 1) == ["not_ranged", "ibp_x4"]
+    assert replay.plausible_tools("denoise", denoisers, {}, 1) == denoisers  # no recorded value: no restriction
+    clean, degraded, _ = _pair(seed=3)
+    ex = exhaustive_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=Scorer(["psnr", "ssim"]), record_nodes=True)
+    row = {"sample": 0, "k": 3, "best": ex.best.plan.text(), "exhaustive_calls": ex.tool_calls,
+           "scores": replay.saved_scores(ex, decimals=None)}
+    params = {"noise": {"sigma": 20.0}, "jpeg": {"quality": 30}, "low_light": {"gamma": 2.0}}
+    got = replay.judge_severity_restricted(row, params, 1)  # toy tools have no severity range: nothing is cut
+    assert got["pick"] == ex.best.plan.text() and got["found_best"] and got["calls"] == ex.tool_calls
+
+
+def test_a_run_is_judged_in_another_runs_frame(tmp_path, capsys):
+    """eval/label_beam.py --report --frame: a run's picks (say with bfloat16 tools) among another
+    run's saved candidates; a pick that is not the frame's best shows as a miss with its regret."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    try:
+        import label_beam
+    finally:
+        sys.path.pop(0)
+    clean, degraded, _ = _pair(seed=3)
+    ex = exhaustive_search(degraded, clean, tasks=list(TOY), toolset=TOY, scorer=Scorer(["psnr", "ssim"]), record_nodes=True)
+    best, worst = ex.best.plan.text(), min(ex.candidates, key=lambda c: c.balanced).plan.text()
+    frame = {"sample": 0, "k": 3, "best": best, "exhaustive_seconds": 4.0, "beams": {},
+             "scores": label_beam.saved_scores(ex, decimals=None)}
+    run = {"sample": 0, "k": 3, "best": best, "exhaustive_seconds": 2.0, "beams": {"2": {"pick": worst, "seconds": 1.0}}}
+    (tmp_path / "frame.jsonl").write_text(json.dumps(frame) + "\n")
+    (tmp_path / "run.jsonl").write_text(json.dumps(run) + "\n")
+    label_beam.report_in_frame(argparse.Namespace(out=str(tmp_path / "run.jsonl"), more=[], frame=[str(tmp_path / "frame.jsonl")]))
+    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert lines["| exhaustive"].startswith("| exhaustive | 100.0% | 0.00% | 0.000 / 0.000 | 2 s | 2.00x")
+    assert lines["| beam, width 2"].startswith("| beam, width 2 | 0.0% | ") and lines["| beam, width 2"].endswith("| 1 s | 4.00x |")
+
+
 def test_proxy_labeler_replay_counts_and_judges():
     """eval/label_proxy.py: a search on a crop whose best M run at full size. Its cost accounting
     and judging on toy tools: the exhaustive search's modelled cost is one unit per tool call, a

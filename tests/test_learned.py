@@ -78,9 +78,35 @@ def test_untrained_resunet_is_the_identity():
     np.testing.assert_allclose(TorchRunner(ResUNet(), multiple=8)(img), img, atol=1e-6)
 
 
-def test_half_precision_is_ignored_on_cpu():
-    runner = TorchRunner(_LocalNet(), device="cpu", half=True)
-    assert runner.dtype == torch.float32
+def test_half_precision_on_cpu_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    from restoreagent.tools.learned import runner as runner_module
+
+    monkeypatch.delenv("RESTOREAGENT_HALF", raising=False)
+    monkeypatch.setattr(runner_module, "cpu_has_fast_bfloat16", lambda: False)
+    assert TorchRunner(_LocalNet(), device="cpu", half=True).dtype == torch.float32  # emulated: slower, so never
+    monkeypatch.setattr(runner_module, "cpu_has_fast_bfloat16", lambda: True)
+    assert TorchRunner(_LocalNet(), device="cpu", half=True).dtype == torch.bfloat16
+    assert TorchRunner(_LocalNet(), device="cpu").dtype == torch.float32  # the default stays float32
+    monkeypatch.setenv("RESTOREAGENT_HALF", "1")  # the variable turns it on for every tool ...
+    assert TorchRunner(_LocalNet(), device="cpu").dtype == torch.bfloat16
+    assert TorchRunner(_LocalNet(), device="cpu", half_ok=False).dtype == torch.float32  # ... unless the model can't
+    assert runner_module.half_dtype(torch.device("cuda")) == torch.float16
+
+
+def test_bfloat16_outputs_stay_close_to_float32_and_the_curve_keeps_float32(monkeypatch):
+    from restoreagent.tools.learned.nets import CurveNet
+    from restoreagent.tools.learned.runner import cpu_has_fast_bfloat16
+
+    if not cpu_has_fast_bfloat16():
+        pytest.skip("this CPU has no native bfloat16")
+    monkeypatch.delenv("RESTOREAGENT_HALF", raising=False)
+    img = np.random.default_rng(4).random((40, 48, 3), dtype=np.float32)
+    net = _LocalNet()
+    full, half = TorchRunner(net, device="cpu")(img), TorchRunner(net, device="cpu", half=True)(img)
+    assert full.dtype == half.dtype == np.float32
+    assert 0 < np.abs(full - half).max() < 0.02  # rounded differently, not a different function
+    curve = TorchRunner(CurveNet(), device="cpu", half=True, tile=0)  # torch.quantile has no bfloat16 kernel
+    assert curve.dtype == torch.float32 and curve(img).shape == img.shape
 
 
 # ------------------------------------------------------------------ weight files

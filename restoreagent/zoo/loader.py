@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from ..tools.learned.runner import TorchRunner
+from ..tools.learned.runner import TorchRunner, half_dtype, resolve_device
 from .archs.dehazeformer import DehazeFormerMCT, config_from_state_dict
 from .hub import ChecksumError, ZooError, sha256_file
 
@@ -198,6 +198,7 @@ def build_hub_tool(
                 f"{path}: sha256 {digest} is not the model list's {sha256}; delete it and download it again"
             )
     state = _unwrap(load_state_dict(path))
+    half_ok = True
     if loader == "spandrel":
         descriptor = _spandrel_descriptor(state, architecture)
         if descriptor.scale != scale:
@@ -212,7 +213,9 @@ def build_hub_tool(
             noise_level = 15.0
         model = SpandrelNet(descriptor, noise_level)
         tile = _default_tile(descriptor.tiling) if tile is None else tile
-        half = half and descriptor.supports_half
+        half_ok = {torch.float16: descriptor.supports_half, torch.bfloat16: descriptor.supports_bfloat16}.get(
+            half_dtype(resolve_device(device)), True
+        )
     elif loader == "dehazeformer_mct":
         try:
             net = DehazeFormerMCT(size=size, **config_from_state_dict(state))
@@ -223,5 +226,7 @@ def build_hub_tool(
         tile = 0 if tile is None else tile  # the network sees the whole image at 256x256
     else:
         raise ZooError(f"unknown loader {loader!r}")
-    runner = TorchRunner(model, scale=scale, multiple=1, device=device, half=half, tile=tile, overlap=overlap)
+    runner = TorchRunner(
+        model, scale=scale, multiple=1, device=device, half=half, tile=tile, overlap=overlap, half_ok=half_ok
+    )
     return SameSizeSR(runner, scale) if scale > 1 else runner

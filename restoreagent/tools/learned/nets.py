@@ -87,6 +87,8 @@ class CurveNet(nn.Module):
 
     global_op = True
     multiple = 1
+    # torch.quantile has no float16/bfloat16 kernels, and the network is too small for them to pay
+    full_precision = True
 
     def __init__(self, width: int = 16, size: int = 64, quantiles: int = 16):
         super().__init__()
