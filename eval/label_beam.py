@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from label_replay import in_exhaustive_frame, saved_scores  # eval/, beside this script
+from label_replay import _text, in_exhaustive_frame, saved_scores  # eval/, beside this script
 
 from restoreagent.degradations import degrade
 from restoreagent.imageio import quantize
@@ -144,10 +144,22 @@ def report_in_frame(args) -> None:
         print(f"| {name} | {100 * statistics.fmean(j['found_best'] for j in judged):.1f}% | "
               f"{statistics.fmean(j['ranking'] for j in judged):.2f}% | {statistics.fmean(j['regret'] for j in judged):.3f} / "
               f"{max(j['regret'] for j in judged):.3f} | {seconds:.0f} s | {ex_total / seconds:.2f}x |")
+        if name == "exhaustive":
+            missed = [(i, j) for i, j in zip(common, judged) if not j["found_best"]]
+            exhaustive_misses = (len(missed), sum(j["regret"] < 0.05 for _, j in missed), missed)
+    n, near, missed = exhaustive_misses
+    print(f"\nthis run's exhaustive best is another pipeline on {n} samples, {near} of them near-ties (regret < 0.05);")
+    print("found the frame's best, on the samples with / without each degradation:")
+    for d in sorted({d for i in common for d in rows[i].get("combo", ())}):
+        with_d = [i for i in common if d in rows[i].get("combo", ())]
+        miss_with = sum(1 for i, _ in missed if i in with_d)
+        print(f"  {d}: {100 * (1 - miss_with / len(with_d)):.1f}% of {len(with_d)} / "
+              f"{100 * (1 - (n - miss_with) / max(1, len(common) - len(with_d))):.1f}% of {len(common) - len(with_d)}; "
+              f"misses with regret >= 0.05: {sum(1 for i, j in missed if i in with_d and j['regret'] >= 0.05)}")
 
 
 def _rows(files) -> list[dict]:
-    return [json.loads(line) for f in files for line in Path(f).read_text().splitlines() if line.strip()]
+    return [json.loads(line) for f in files for line in _text(f).splitlines() if line.strip()]
 
 
 def _count(rows):

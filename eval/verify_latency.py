@@ -2,11 +2,14 @@
 and a 700 px real photo), median of 3 plans each after a warm-up; every plan sees a slightly changed
 photo, so the planner's memory of the last photo's answer is not what is timed.
 
-    OMP_NUM_THREADS=2 python eval/verify_latency.py
+    OMP_NUM_THREADS=2 python eval/verify_latency.py [--half]
+
+``--half``: the learned tools in reduced precision (bfloat16 on a CPU with native bfloat16).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -19,8 +22,11 @@ PHOTOS = ("examples/astronaut_noise_jpeg.png", "../shared/data/images/real_dev/r
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--half", action="store_true", help="learned tools in bfloat16 where the CPU computes it natively")
+    args = ap.parse_args()
     for planner in ("verify", "default"):
-        agent = Agent(planner=planner, device="cpu")
+        agent = Agent(planner=planner, device="cpu", half=args.half)
         for path in PHOTOS:
             image = load_image(path)
             agent.plan(image)  # warm-up: loads the models and tools

@@ -187,11 +187,14 @@ def test_a_run_is_judged_in_another_runs_frame(tmp_path, capsys):
     best, worst = ex.best.plan.text(), min(ex.candidates, key=lambda c: c.balanced).plan.text()
     frame = {"sample": 0, "k": 3, "best": best, "exhaustive_seconds": 4.0, "beams": {},
              "scores": label_beam.saved_scores(ex, decimals=None)}
-    run = {"sample": 0, "k": 3, "best": best, "exhaustive_seconds": 2.0, "beams": {"2": {"pick": worst, "seconds": 1.0}}}
+    run = {"sample": 0, "k": 3, "combo": ["noise", "jpeg", "low_light"], "best": best, "exhaustive_seconds": 2.0,
+           "beams": {"2": {"pick": worst, "seconds": 1.0}}}
     (tmp_path / "frame.jsonl").write_text(json.dumps(frame) + "\n")
     (tmp_path / "run.jsonl").write_text(json.dumps(run) + "\n")
     label_beam.report_in_frame(argparse.Namespace(out=str(tmp_path / "run.jsonl"), more=[], frame=[str(tmp_path / "frame.jsonl")]))
-    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    out = capsys.readouterr().out
+    lines = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| ")}
+    assert "exhaustive best is another pipeline on 0 samples" in out and "noise: 100.0% of 1" in out
     assert lines["| exhaustive"].startswith("| exhaustive | 100.0% | 0.00% | 0.000 / 0.000 | 2 s | 2.00x")
     assert lines["| beam, width 2"].startswith("| beam, width 2 | 0.0% | ") and lines["| beam, width 2"].endswith("| 1 s | 4.00x |")
 
