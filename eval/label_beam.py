@@ -135,19 +135,16 @@ def report_in_frame(args) -> None:
     print(f"{len(common)} samples, judged among the --frame run's candidates; its exhaustive search: {ex_total:.0f} s\n")
     print("| this run's labeler | finds the frame's best | ranking (mean %) | regret (mean / max) | total time | faster than the frame's exhaustive |")
     print("|---|---|---|---|---|---|")
+    judged = {}
     for name, pick_of in labelers.items():
-        judged, seconds = [], 0.0
-        for i in common:
-            pick, sec = pick_of(rows[i])
-            judged.append(in_exhaustive_frame(frame[i], pick))
-            seconds += sec
-        print(f"| {name} | {100 * statistics.fmean(j['found_best'] for j in judged):.1f}% | "
-              f"{statistics.fmean(j['ranking'] for j in judged):.2f}% | {statistics.fmean(j['regret'] for j in judged):.3f} / "
-              f"{max(j['regret'] for j in judged):.3f} | {seconds:.0f} s | {ex_total / seconds:.2f}x |")
-        if name == "exhaustive":
-            missed = [(i, j) for i, j in zip(common, judged) if not j["found_best"]]
-            exhaustive_misses = (len(missed), sum(j["regret"] < 0.05 for _, j in missed), missed)
-    n, near, missed = exhaustive_misses
+        picks = [pick_of(rows[i]) for i in common]
+        judged[name] = [in_exhaustive_frame(frame[i], pick) for i, (pick, _) in zip(common, picks)]
+        j, seconds = judged[name], sum(sec for _, sec in picks)
+        print(f"| {name} | {100 * statistics.fmean(x['found_best'] for x in j):.1f}% | "
+              f"{statistics.fmean(x['ranking'] for x in j):.2f}% | {statistics.fmean(x['regret'] for x in j):.3f} / "
+              f"{max(x['regret'] for x in j):.3f} | {seconds:.0f} s | {ex_total / seconds:.2f}x |")
+    missed = [(i, j) for i, j in zip(common, judged["exhaustive"]) if not j["found_best"]]
+    n, near = len(missed), sum(j["regret"] < 0.05 for _, j in missed)
     print(f"\nthis run's exhaustive best is another pipeline on {n} samples, {near} of them near-ties (regret < 0.05);")
     print("found the frame's best, on the samples with / without each degradation:")
     for d in sorted({d for i in common for d in rows[i].get("combo", ())}):
