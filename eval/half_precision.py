@@ -13,6 +13,7 @@ the float32 one (how close they are).
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed calls per input and precision")
     ap.add_argument("--tools", default="", help="comma-separated learned tools (default: all shipped)")
     args = ap.parse_args()
+    os.environ.pop("RESTOREAGENT_HALF", None)  # it would lower the float32 side too
 
     dtype = half_dtype(torch.device("cpu"))
     print(f"reduced precision on this CPU: {dtype}; threads: {torch.get_num_threads()}")
