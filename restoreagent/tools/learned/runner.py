@@ -9,9 +9,9 @@ Environment overrides for every learned and hub tool: ``RESTOREAGENT_DEVICE`` (`
 
 - **device**: ``"auto"`` picks CUDA when present, else CPU.
 - **precision**: ``half=True`` runs in float16 on CUDA, and in bfloat16 on a CPU with native
-  bfloat16 arithmetic (AMX or AVX-512 BF16: oneDNN's convolutions there are 2.0-2.3x faster than
-  float32 on the learned tools at 128 px, their outputs within about 57 dB PSNR of float32's;
-  ``eval/half_precision.py``). Other CPUs emulate bfloat16 slowly, so there the model stays in
+  bfloat16 arithmetic (AMX or AVX-512 BF16: the plain U-Nets there run 1.7-2.6x faster than in
+  float32, the guided ones 1.2-1.5x, their outputs 53-58 dB PSNR from float32's;
+  ``eval/half_precision.py``, docs/performance.md). Other CPUs emulate bfloat16 slowly, so there the model stays in
   float32. The default is float32 everywhere: scores and labels stay reproducible.
 - **padding**: inputs are reflect-padded to a multiple the architecture needs, then cropped.
 - **tiling**: images larger than ``tile`` pixels on a side are cut into overlapping tiles that
