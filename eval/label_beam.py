@@ -146,6 +146,13 @@ def report_in_frame(args) -> None:
     missed = [(i, j) for i, j in zip(common, judged["exhaustive"]) if not j["found_best"]]
     n, near = len(missed), sum(j["regret"] < 0.05 for _, j in missed)
     print(f"\nthis run's exhaustive best is another pipeline on {n} samples, {near} of them near-ties (regret < 0.05);")
+    shared = [i for i in common if "scores" in rows[i]]  # both runs kept every pipeline's metrics
+    if shared:
+        m = frame[shared[0]]["scores"]["metrics"].index("psnr")
+        gaps = np.array([abs(v[m] - rows[i]["scores"]["candidates"][k][m]) for i in shared
+                         for k, v in frame[i]["scores"]["candidates"].items() if k in rows[i]["scores"]["candidates"]])
+        print(f"the same pipeline's PSNR in the two runs differs by {np.median(gaps):.3f} dB (median), "
+              f"{np.percentile(gaps, 90):.3f} (90th percentile), {np.percentile(gaps, 99):.2f} (99th), {gaps.max():.2f} (max)")
     print("found the frame's best, on the samples with / without each degradation:")
     for d in sorted({d for i in common for d in rows[i].get("combo", ())}):
         with_d = [i for i in common if d in rows[i].get("combo", ())]
